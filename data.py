@@ -1,0 +1,113 @@
+"""Data sets as one uint8 tensor: CIFAR-10 through torchvision, or any folder of images.
+
+CIFAR-sized data sets fit in memory (50,000 x 3 x 32 x 32 bytes = 154 MB), so the whole set lives
+as one (N, 3, H, W) uint8 tensor on the training device, and batches are drawn by indexing it: no
+per-step Python loader. Image folders are decoded once at start-up (resized to --image-size).
+
+Held-out split of an image folder: the files are sorted by path, shuffled by a permutation with the
+fixed seed 0, and the first `holdout` of that order are held out ('heldout' split); the rest are the
+'train' split. The same folder and count always give the same split, on any machine.
+"""
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+SPLIT_SEED = 0
+
+
+def list_images(folder: str) -> list:
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"data folder not found: {folder}")
+    files = sorted(os.path.join(root, f) for root, _, names in os.walk(folder) for f in names
+                   if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise ValueError(f"data folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def split_files(files: list, split: str, holdout: int) -> list:
+    """The 'train', 'heldout' or 'all' part of a sorted file list (see the module docstring)."""
+    if split == "all":
+        return files
+    if not 0 <= holdout < len(files):
+        raise ValueError(f"cannot hold out {holdout} of {len(files)} images")
+    order = torch.randperm(len(files), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+    chosen = order[:holdout] if split == "heldout" else order[holdout:]
+    return [files[i] for i in sorted(chosen)]
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+    """One image as (3, size, size) uint8: centre-cropped to a square, resized if needed."""
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            if w != h:
+                s = min(w, h)
+                im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BICUBIC)
+            return np.asarray(im).transpose(2, 0, 1)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"cannot read image {path}: {e}") from None
+
+
+def load_folder(folder: str, split: str, holdout: int, size: int) -> torch.Tensor:
+    files = split_files(list_images(folder), split, holdout)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        images = list(pool.map(lambda f: load_image(f, size), files, chunksize=256))
+    return torch.from_numpy(np.stack(images))                                   # (N, 3, H, W) uint8
+
+
+def load_cifar10(root: str, split: str) -> torch.Tensor:
+    import torchvision
+    try:
+        ds = torchvision.datasets.CIFAR10(root, train=(split == "train"), download=True)
+    except Exception as e:  # URLError, socket errors, integrity errors: all mean "could not get it"
+        raise OSError(f"could not download CIFAR-10 into {root} ({type(e).__name__}); without network, "
+                      f"point --data at a folder of images instead, e.g. "
+                      f"--data ../shared/data/cifar10-jpeg/train") from None
+    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()           # (N, 3, 32, 32) uint8
+
+
+def load_images(data: str, split: str = "train", holdout: int = 1000, size: int = 32,
+                root: str = "./data") -> torch.Tensor:
+    """The images of a data set as a (N, 3, size, size) uint8 tensor.
+
+    data='cifar10': torchvision's CIFAR-10 (train split, or the test split for 'heldout').
+    Otherwise a folder of images (any depth), split as described in the module docstring."""
+    if data == "cifar10":
+        return load_cifar10(root, "train" if split in ("train", "all") else "test")
+    return load_folder(data, split, holdout, size)
+
+
+def to_float(x_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]."""
+    return x_u8.float() / 127.5 - 1.0
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255], rounded (the evaluation convention of ../shared/PAPERS.md)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def batch_indices(step: int, batch_size: int, n: int, seed: int) -> torch.Tensor:
+    """Indices of the examples in training batch `step`: the stream of examples walks one random
+    permutation of the data set per epoch; epoch e's permutation depends only on (seed, e), so a
+    resumed run sees exactly the data order of an uninterrupted one."""
+    pos = torch.arange(step * batch_size, (step + 1) * batch_size)
+    epoch, within = pos // n, pos % n
+    out = torch.empty_like(pos)
+    for e in epoch.unique().tolist():
+        out[epoch == e] = epoch_permutation(n, seed, e)[within[epoch == e]]
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))

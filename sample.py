@@ -1,0 +1,149 @@
+"""DDIM decoding and encoding (Song et al. 2021, eta = 0), latent interpolation, and a CLI for grids.
+
+Every sampler takes (model, x, z, ts): the model's `predict(x_t, t, z) -> (x0_hat, eps_hat)`, a
+batch x, the latent z, and a time grid ts (schedules.time_grid). One deterministic DDIM step from
+time t to time s re-noises the current estimate of x_0 with the current estimate of eps:
+    x_s = alpha_s x0_hat + sigma_s eps_hat
+For rectified flow this is exactly an Euler step of the flow ODE, x_s = x_t + (s - t) v_hat.
+
+Reconstruction as in Khungurn et al. 2025: z = Enc(x_0), then ddim_decode from x_T ~ N(0, I)
+("stochastic encoding"), or from x_T = ddim_encode(x_0) (DDIM inversion, more accurate).
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+from schedules import bcast, time_grid
+
+
+def ddim_step(model, x, z, t, s, clip):
+    """One DDIM step of the whole batch from time t to time s (floats)."""
+    B = x.shape[0]
+    t_b = torch.full((B,), float(t), device=x.device)
+    x0_hat, eps_hat = model.predict(x, t_b, z)
+    alpha_t, sigma_t = (bcast(a, x) for a in model.schedule.alpha_sigma(t_b))
+    if clip:
+        # As in DDPM/DiffAE sampling: keep x0_hat in the data range, and make eps_hat agree with it.
+        x0_hat = x0_hat.clamp(-1, 1)
+        if float(sigma_t.flatten()[0]) > 0:
+            eps_hat = (x - alpha_t * x0_hat) / sigma_t
+    alpha_s, sigma_s = (bcast(a, x) for a in model.schedule.alpha_sigma(torch.full((B,), float(s), device=x.device)))
+    # DDIM, eta = 0: x_s = alpha_s x0_hat + sigma_s eps_hat
+    return alpha_s * x0_hat + sigma_s * eps_hat
+
+
+@torch.inference_mode()
+def ddim_decode(model, x_T, z, ts, clip=True):
+    """DDIM sampling (Song et al. 2021, eq. 12 with eta = 0): x_T at ts[0] = 1 down to x_0 at ts[-1] = 0."""
+    x = x_T
+    for t, s in zip(ts[:-1].tolist(), ts[1:].tolist()):
+        x = ddim_step(model, x, z, t, s, clip)
+    return x
+
+
+@torch.inference_mode()
+def ddim_encode(model, x0, z, ts, clip=False):
+    """DDIM inversion: the same deterministic steps run from t = 0 up to t = 1, each using the
+    prediction at the lower-noise end (so it is exact only in the limit of many steps).
+    ts is the decoding grid (1 -> 0); it is walked in reverse."""
+    ts = ts.flip(0)
+    x = x0
+    for s, t in zip(ts[:-1].tolist(), ts[1:].tolist()):
+        x = ddim_step(model, x, z, s, t, clip)
+    return x
+
+
+def slerp(a, b, w):
+    """Spherical interpolation between noise tensors a and b (DiffAE interpolates x_T this way)."""
+    a_flat, b_flat = a.flatten(1), b.flatten(1)
+    cos = (a_flat * b_flat).sum(1) / (a_flat.norm(dim=1) * b_flat.norm(dim=1))
+    theta = torch.arccos(cos.clamp(-1, 1))
+    theta = bcast(theta, a)
+    sin = torch.sin(theta).clamp_min(1e-8)
+    return torch.where(theta < 1e-4, (1 - w) * a + w * b,
+                       (torch.sin((1 - w) * theta) * a + torch.sin(w * theta) * b) / sin)
+
+
+@torch.inference_mode()
+def interpolate(model, x_a, x_b, n, ts):
+    """n images from x_a to x_b: z interpolated linearly, the inverted x_T spherically."""
+    both = torch.stack([x_a, x_b])
+    z = model.encode(both)
+    x_T = ddim_encode(model, both, z, ts)
+    w = torch.linspace(0, 1, n, device=x_a.device)
+    z_w = torch.stack([torch.lerp(z[0], z[1], float(wi)) for wi in w])                 # (n, z_dim)
+    x_w = torch.cat([slerp(x_T[:1], x_T[1:], float(wi)) for wi in w])                 # (n, C, H, W)
+    return ddim_decode(model, x_w, z_w, ts)
+
+
+@torch.inference_mode()
+def reconstruct(model, x0, ts, mode="stochastic", generator=None):
+    """Encode x0 to z, then DDIM-decode from random x_T ('stochastic') or from inverted x_T ('inversion')."""
+    z = model.encode(x0)
+    if mode == "stochastic":
+        x_T = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
+    elif mode == "inversion":
+        x_T = ddim_encode(model, x0, z, ts)
+    else:
+        raise ValueError(f"unknown mode {mode!r}: choose stochastic or inversion")
+    return ddim_decode(model, x_T, z, ts)
+
+
+def pick_device(name: str) -> torch.device:
+    """--device auto picks cuda, then mps, then cpu."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but no CUDA GPU is available here")
+    return torch.device(name)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Reconstruction and interpolation grids from a checkpoint.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
+    p.add_argument("--data", default="cifar10", help="'cifar10' or a folder of images")
+    p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"],
+                   help="which part of --data (heldout = CIFAR-10 test split, or the folder's held-out images)")
+    p.add_argument("--holdout", type=int, default=None, help="held-out count of a folder (default: the checkpoint's)")
+    p.add_argument("--n", type=int, default=8, help="images in the reconstruction grid")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
+    p.add_argument("--grid", default="uniform", choices=["uniform", "reversed-log"], help="time grid")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"], help="which weights to use")
+    p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
+    p.add_argument("--seed", type=int, default=0, help="seed for x_T")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    args = p.parse_args(argv)
+    try:
+        from torchvision.utils import save_image
+
+        from checkpoint import build_model, load_checkpoint
+        from data import load_images, to_float
+        if args.n < 2 or args.steps < 1:
+            raise ValueError("--n must be >= 2 and --steps >= 1")
+        device = pick_device(args.device)
+        ckpt = load_checkpoint(args.ckpt)
+        model = build_model(ckpt, args.weights).to(device)
+        holdout = ckpt["args"].get("holdout", 1000) if args.holdout is None else args.holdout
+        images = load_images(args.data, args.split, holdout, model.cfg.net.image_size)
+        x0 = to_float(images[:args.n]).to(device)
+        ts = time_grid(args.steps, args.grid)
+        g = torch.Generator().manual_seed(args.seed)
+        rec_random = reconstruct(model, x0, ts, "stochastic", g)
+        rec_inverted = reconstruct(model, x0, ts, "inversion")
+        out = args.out or os.path.dirname(os.path.abspath(args.ckpt))
+        os.makedirs(out, exist_ok=True)
+        rows = torch.cat([x0, rec_random, rec_inverted])
+        save_image((rows + 1) / 2, os.path.join(out, "reconstructions.png"), nrow=args.n, padding=1)
+        strip = interpolate(model, x0[0], x0[1], 8, ts)
+        save_image((strip + 1) / 2, os.path.join(out, "interpolation.png"), nrow=8, padding=1)
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+    print(f"wrote {out}/reconstructions.png (rows: original | random x_T | inverted x_T; "
+          f"{args.steps} DDIM steps, {args.weights} weights) and {out}/interpolation.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,327 @@
+"""Two-phase training of a diffusion autoencoder (Khungurn et al. 2025), one explicit loop.
+
+    python train.py --phase1-frac 0.25 --schedule sc4          # the paper's CIFAR-10 run (one GPU)
+    python train.py --preset cpu --data ../shared/data/cifar10-jpeg/train   # ~15 minutes on a CPU
+
+Phase 1 is the first phase1_frac of all training examples (t = 1, a plain autoencoder); phase 2 the
+rest (t ~ U(0, 1) under the chosen schedule). The run folder gets ckpt.pt (see checkpoint.py),
+log.jsonl (one JSON object per logging interval) and samples/ (reconstruction grids, EMA weights).
+"""
+import argparse
+import copy
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import torch
+from tqdm import tqdm
+
+from checkpoint import load_checkpoint, save_checkpoint
+from dae import DAEConfig, DiffusionAutoencoder, count_params
+from data import batch_indices, load_images, to_float
+from sample import pick_device, reconstruct
+from schedules import Schedule, time_grid
+from unet import UNetConfig
+
+# 'paper': DDPM's CIFAR-10 UNet (Ho et al. 2020) as DiffAE's decoder, its down path as the encoder,
+# z 512, Adam 1e-4, EMA 0.9999 (DiffAE), 32M examples (Khungurn et al.). Batch 128 is our reading.
+# 'cpu': a small network that learns as much as it can in ~15 minutes on 2 CPU cores (README, Speed).
+PRESETS = {
+    "paper": dict(base_channels=128, channel_mult="1,2,2,2", num_res_blocks=2, attn="16", dropout=0.1,
+                  enc_channel_mult="1,2,2,2", enc_num_res_blocks=2, enc_pool="mean", z_dim=512,
+                  batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
+                  examples=32_000_000, log_every=100, sample_every=1_000_000, ckpt_every=1_000_000),
+    "cpu": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=1, attn="", dropout=0.0,
+                enc_channel_mult="1,2,2", enc_num_res_blocks=1, enc_pool="flatten", z_dim=512,
+                batch_size=64, lr=1e-3, warmup=5_000, lr_decay="cosine", ema_decay=0.999,
+                examples=300_000, log_every=20, sample_every=50_000, ckpt_every=20_000),
+}
+# Flags that may change when a run is resumed: they do not change what is computed.
+RUN_FLAGS = {"out", "resume", "overwrite", "device", "amp", "compile", "log_every", "sample_every",
+             "ckpt_every", "allow_slow"}
+
+
+def ints(s: str) -> tuple:
+    try:
+        return tuple(int(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default="paper", choices=list(PRESETS), help="a coherent group of defaults; flags override it")
+    p.add_argument("--schedule", default="sc4", help="linear | cosine | sc<S> (shifted cosine, e.g. sc4) | rf")
+    p.add_argument("--pred", default="v", choices=["eps", "x0", "v"], help="what the decoder predicts")
+    p.add_argument("--phase1-frac", type=float, default=0.25, help="share of training examples in phase 1 (t = 1)")
+    p.add_argument("--t-sampler", default="uniform", choices=["uniform", "logit-normal"], help="phase-2 t distribution")
+    p.add_argument("--t-mean", type=float, default=0.0, help="logit-normal mean")
+    p.add_argument("--t-std", type=float, default=1.0, help="logit-normal std")
+    p.add_argument("--examples", type=int, help="total training examples")
+    p.add_argument("--batch-size", type=int, help="batch size")
+    p.add_argument("--lr", type=float, help="Adam learning rate")
+    p.add_argument("--warmup", type=int, help="examples of linear learning-rate warm-up")
+    p.add_argument("--lr-decay", choices=["constant", "cosine"], help="learning rate after warm-up")
+    p.add_argument("--ema-decay", type=float, help="EMA decay per step")
+    p.add_argument("--z-dim", type=int, help="latent dimension")
+    p.add_argument("--base-channels", type=int, help="UNet base channels")
+    p.add_argument("--channel-mult", type=ints, help="decoder channel multipliers per resolution")
+    p.add_argument("--num-res-blocks", type=int, help="decoder ResBlocks per resolution")
+    p.add_argument("--attn", type=ints, help="resolutions with self-attention, e.g. 16 ('' for none)")
+    p.add_argument("--dropout", type=float, help="dropout in the ResBlocks")
+    p.add_argument("--enc-channel-mult", type=ints, help="encoder channel multipliers")
+    p.add_argument("--enc-num-res-blocks", type=int, help="encoder ResBlocks per resolution")
+    p.add_argument("--enc-pool", choices=["mean", "flatten"], help="encoder head: DiffAE's mean pool, or flatten")
+    p.add_argument("--image-size", type=int, default=32, help="image side in pixels")
+    p.add_argument("--data", default="cifar10", help="'cifar10' (torchvision, downloaded to ./data) or a folder of images")
+    p.add_argument("--holdout", type=int, default=1000, help="images of a folder held out from training (see data.py)")
+    p.add_argument("--out", default="runs/dae", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an --out that already holds a run")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; a no-op elsewhere)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--log-every", type=int, help="steps between log lines")
+    p.add_argument("--sample-every", type=int, help="examples between reconstruction grids")
+    p.add_argument("--ckpt-every", type=int, help="examples between checkpoints")
+    p.add_argument("--allow-slow", action="store_true", help="start even if the run would take days on this device")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Flags, with the preset filling every flag not given; validated. Raises ValueError."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    for k, v in PRESETS[args.preset].items():
+        if getattr(args, k) is None:
+            setattr(args, k, ints(v) if k in ("channel_mult", "attn", "enc_channel_mult") else v)
+    # which flags the user typed (for --resume): parse again with every default suppressed
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    args.explicit = sorted(vars(p.parse_args(argv)))
+    Schedule(args.schedule)  # raises on unknown or malformed names
+    if not 0.0 <= args.phase1_frac <= 1.0:
+        raise ValueError(f"--phase1-frac must be in [0, 1], got {args.phase1_frac}")
+    for k in ("examples", "batch_size", "base_channels", "num_res_blocks", "z_dim", "image_size",
+              "log_every", "sample_every", "ckpt_every", "enc_num_res_blocks"):
+        if getattr(args, k) <= 0:
+            raise ValueError(f"--{k.replace('_', '-')} must be positive, got {getattr(args, k)}")
+    if not args.channel_mult or not args.enc_channel_mult:
+        raise ValueError("--channel-mult and --enc-channel-mult need at least one value")
+    if args.image_size % 2 ** (len(args.channel_mult) - 1) or args.image_size % 2 ** (len(args.enc_channel_mult) - 1):
+        raise ValueError(f"--image-size {args.image_size} must be divisible by 2^(levels - 1) of the channel multipliers")
+    if args.lr <= 0 or not 0 <= args.ema_decay < 1 or not 0 <= args.dropout < 1 or args.warmup < 0 or args.holdout < 0:
+        raise ValueError("need --lr > 0, 0 <= --ema-decay < 1, 0 <= --dropout < 1, --warmup >= 0, --holdout >= 0")
+    return args
+
+
+def model_config(args) -> DAEConfig:
+    net = UNetConfig(image_size=args.image_size, base_channels=args.base_channels, channel_mult=args.channel_mult,
+                     num_res_blocks=args.num_res_blocks, attn_resolutions=args.attn, dropout=args.dropout,
+                     z_dim=args.z_dim, enc_channel_mult=args.enc_channel_mult,
+                     enc_num_res_blocks=args.enc_num_res_blocks, enc_pool=args.enc_pool)
+    return DAEConfig(net=net, schedule=args.schedule, pred=args.pred, t_sampler=args.t_sampler,
+                     t_mean=args.t_mean, t_std=args.t_std)
+
+
+def plain_args(args) -> dict:
+    """The flags as plain types (lists for tuples) for the checkpoint."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items() if k != "explicit"}
+
+
+def merge_resume_args(args, saved: dict):
+    """The checkpoint's flags, with the run-only flags of this invocation. A typed flag that
+    contradicts the checkpoint is an error naming the flag."""
+    clashes = []
+    for k in args.explicit:
+        mine = list(getattr(args, k)) if isinstance(getattr(args, k), tuple) else getattr(args, k)
+        if k not in RUN_FLAGS and k in saved and mine != saved[k]:
+            clashes.append(f"--{k.replace('_', '-')} {mine} (checkpoint: {saved[k]})")
+    if clashes:
+        raise ValueError("--resume with flags that contradict the checkpoint: " + "; ".join(clashes))
+    merged = argparse.Namespace(**{**saved, **{k: getattr(args, k) for k in RUN_FLAGS}})
+    for k in ("channel_mult", "attn", "enc_channel_mult"):
+        setattr(merged, k, tuple(getattr(merged, k)))
+    return merged
+
+
+def lr_at(args, examples: int) -> float:
+    if examples < args.warmup:
+        return args.lr * (examples + args.batch_size) / (args.warmup + args.batch_size)
+    if args.lr_decay == "cosine":
+        progress = (examples - args.warmup) / max(1, args.examples - args.warmup)
+        return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return args.lr
+
+
+def check_not_too_slow(model, args, device):
+    """Refuse to start a run that would take days on this device, and say how long it would take."""
+    if device.type == "cuda" or args.allow_slow:
+        return
+    from bench import matmul_gflops, train_flops_per_image
+    flops = train_flops_per_image(model, args.image_size, device)
+    rate = 0.5 * matmul_gflops(device) * 1e9  # our CPU step reaches about half the matmul rate (README, Speed)
+    hours = flops * args.examples / rate / 3600
+    if hours > 3:
+        raise ValueError(f"this run is {args.examples:,} examples at {flops / 1e9:.1f} GFLOP each: about "
+                         f"{hours:,.0f} hours ({hours / 24:.1f} days) on this {device.type}. Use --preset cpu for "
+                         f"a ~15-minute run, a GPU for the paper's run, or --allow-slow to start anyway")
+
+
+def write_log_lines(path: str, lines: list) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(lines)
+    os.replace(tmp, path)
+
+
+def save_grid(ema, x_show, path, steps=20):
+    from torchvision.utils import save_image
+    rec = reconstruct(ema, x_show, time_grid(steps, device=x_show.device), "stochastic",
+                      torch.Generator().manual_seed(0))
+    save_image((torch.cat([x_show, rec]).float() + 1) / 2, path, nrow=x_show.shape[0], padding=1)
+
+
+def train_step(loss_fn, opt, params, ema_params, ema_decay, x0, n_phase1, autocast):
+    """forward -> backward -> clip the gradient norm to 1 -> Adam step -> EMA; returns the loss (no host sync)."""
+    with autocast:
+        loss = loss_fn(x0, n_phase1)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    # EMA: theta_ema <- decay theta_ema + (1 - decay) theta
+    torch._foreach_lerp_(ema_params, params, 1.0 - ema_decay)
+    return loss.detach()
+
+
+def train(args):
+    device = pick_device(args.device)
+    ckpt_path, log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
+    ckpt = None
+    if args.resume:
+        ckpt = load_checkpoint(ckpt_path) if os.path.exists(ckpt_path) else None
+        if ckpt is None:
+            raise ValueError(f"--resume: no checkpoint in {args.out} to resume from")
+        args = merge_resume_args(args, ckpt["args"])
+    elif os.path.exists(ckpt_path) or os.path.exists(log_path):
+        if not args.overwrite:
+            raise ValueError(f"{args.out} already holds a run: pass --resume to continue it, "
+                             f"--overwrite to replace it, or another --out")
+        shutil.rmtree(os.path.join(args.out, "samples"), ignore_errors=True)
+        if os.path.exists(ckpt_path):
+            os.remove(ckpt_path)
+    torch.manual_seed(args.seed)
+    model = DiffusionAutoencoder(model_config(args)).to(device)
+    check_not_too_slow(model, args, device)
+    data = load_images(args.data, "train", args.holdout, args.image_size).to(device)
+    # the grids show held-out images (CIFAR-10's test split, or the folder's held-out part) when there are any
+    has_heldout = args.holdout > 0 or args.data == "cifar10"
+    shown = load_images(args.data, "heldout", args.holdout, args.image_size)[:8] if has_heldout else data[:8]
+    x_show = to_float(shown).to(device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        model = model.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr, **({"fused": True} if device.type == "cuda" else {"foreach": True}))
+    step, elapsed = 0, 0.0
+    os.makedirs(os.path.join(args.out, "samples"), exist_ok=True)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        step, elapsed = ckpt["step"], ckpt["elapsed"]
+        torch.set_rng_state(ckpt["rng"]["cpu"])
+        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        kept = []
+        if os.path.exists(log_path):
+            with open(log_path) as f:
+                kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+        write_log_lines(log_path, kept)  # drop the lines of steps that will be computed again
+    else:
+        write_log_lines(log_path, [])
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, {
+            "config": model.cfg.to_dict(), "args": plain_args(args), "model": model.state_dict(),
+            "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step, "examples": step * B,
+            "elapsed": elapsed + time.time() - t_start,
+            "rng": {"cpu": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}})
+
+    B, N = args.batch_size, data.shape[0]
+    total_steps = math.ceil(args.examples / B)
+    phase1_examples = round(args.phase1_frac * args.examples)
+    ckpt_steps, sample_steps = max(1, args.ckpt_every // B), max(1, args.sample_every // B)
+    loss_fn = torch.compile(model.loss) if args.compile else model.loss
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
+    params, ema_params = list(model.parameters()), list(ema.parameters())
+    loss_sum = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)
+    print(f"{count_params(model):,} parameters; {N:,} training images; {args.examples:,} examples "
+          f"({phase1_examples:,} in phase 1); device {device}; run folder {args.out}")
+    bar = tqdm(total=total_steps * B, initial=step * B, unit="img", unit_scale=True, dynamic_ncols=True)
+    t_start = t_log = time.time()
+    start_step = step
+    while step < total_steps:
+        examples = step * B
+        lr = lr_at(args, examples)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        if step > start_step and step % sample_steps == 0:
+            save_grid(ema, x_show, os.path.join(args.out, "samples", f"recon_{examples:010d}.png"))
+        if step > start_step and step % ckpt_steps == 0 and first_bad.item() < 0:
+            checkpoint()
+
+        idx = batch_indices(step, B, N, args.seed).to(device)
+        x0 = to_float(data[idx])                                                 # (B, 3, H, W)
+        flip = torch.rand(B, 1, 1, 1, device=device) < 0.5
+        x0 = torch.where(flip, x0.flip(3), x0)
+        if device.type == "cuda":
+            x0 = x0.contiguous(memory_format=torch.channels_last)
+        n_phase1 = min(max(phase1_examples - examples, 0), B)  # examples of this batch still in phase 1
+        loss = train_step(loss_fn, opt, params, ema_params, args.ema_decay, x0, n_phase1, autocast)
+        first_bad = torch.where(torch.isfinite(loss) | (first_bad >= 0), first_bad, step)
+        loss_sum += loss
+        step += 1
+        bar.update(B)
+
+        if step % args.log_every == 0 or step == total_steps:
+            n_steps = (step - 1) % args.log_every + 1
+            now = time.time()
+            record = {"step": step, "examples": step * B, "phase": 1 if step * B <= phase1_examples else 2,
+                      "loss": loss_sum.item() / n_steps, "examples_per_s": n_steps * B / (now - t_log),
+                      "lr": lr, "time": elapsed + now - t_start}
+            t_log, loss_sum = now, torch.zeros((), device=device)
+            bad = first_bad.item()
+            if bad >= 0:
+                record = {"step": bad + 1, "event": "non-finite loss", "examples": (bad + 1) * B}
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if bad >= 0:
+                bar.close()
+                raise ValueError(f"the loss became non-finite at step {bad + 1} (examples {(bad + 1) * B:,}); "
+                                 f"stopped, the last good checkpoint is kept in {ckpt_path}. Try a lower --lr")
+            bar.set_postfix(phase=record["phase"], loss=f"{record['loss']:.4f}")
+    bar.close()
+    checkpoint()
+    save_grid(ema, x_show, os.path.join(args.out, "samples", f"recon_{step * B:010d}.png"))
+    print(f"done: {step * B:,} examples in {elapsed + time.time() - t_start:.0f} s; checkpoint {ckpt_path}")
+
+
+def main(argv=None):
+    try:
+        args = parse_args(argv)
+        train(args)
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

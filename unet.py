@@ -1,0 +1,209 @@
+"""The DiffAE networks: a conditional UNet decoder and the semantic encoder.
+
+Decoder: the ADM / DDPM UNet (Ho et al. 2020; Dhariwal & Nichol 2021) as DiffAE uses it
+(Preechakul et al. 2022). Every ResBlock is conditioned by adaptive group normalisation (AdaGN):
+    h = GN(h) * (1 + s_t) + b_t,   (s_t, b_t) = Linear(emb_t)
+    h = h * (1 + s_z),             s_z = Linear(z)
+Encoder: the down half of the same UNet without time input, then GN -> SiLU -> global average pool
+-> linear to z (512-d in DiffAE and in Khungurn et al. 2025).
+"""
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class UNetConfig:
+    image_size: int = 32
+    in_channels: int = 3
+    base_channels: int = 128            # DDPM CIFAR-10 UNet: 128
+    channel_mult: tuple = (1, 2, 2, 2)  # DDPM CIFAR-10 UNet: (1, 2, 2, 2)
+    num_res_blocks: int = 2
+    attn_resolutions: tuple = (16,)     # self-attention at 16x16
+    head_channels: int = 64
+    dropout: float = 0.1
+    z_dim: int = 512
+    enc_channel_mult: tuple = (1, 2, 2, 2)
+    enc_num_res_blocks: int = 2
+    # 'mean' = DiffAE's global average pool; 'flatten' = keep the final feature map's layout
+    # (our departure for small CPU models, where learning positions through a pooled vector is slow).
+    enc_pool: str = "mean"
+
+
+def zero_init(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(32, channels), channels)  # 32 groups when the channels allow it
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding (Vaswani et al. 2017) of 1000 t, i.e. DDPM's step index scale."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    args = 1000.0 * t.float()[:, None] * freqs[None]                                   # (B, dim/2)
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)                          # (B, dim)
+
+
+class ResBlock(nn.Module):
+    """GN-SiLU-conv, AdaGN on (t, z), SiLU-dropout-conv(zero init), plus a skip connection.
+    With emb_dim = 0 (the encoder) the AdaGN becomes a plain GroupNorm."""
+
+    def __init__(self, c_in, c_out, emb_dim, z_dim, dropout):
+        super().__init__()
+        self.norm1, self.conv1 = group_norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2 = group_norm(c_out)
+        self.emb = nn.Linear(emb_dim, 2 * c_out) if emb_dim else None      # -> (s_t, b_t)
+        self.cond = nn.Linear(z_dim, c_out) if z_dim else None             # -> s_z
+        self.drop = nn.Dropout(dropout)
+        self.conv2 = zero_init(nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x, emb=None, z=None):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.norm2(h)
+        if self.emb is not None:
+            s_t, b_t = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)   # (B, C, 1, 1) each
+            # AdaGN: GN(h) (1 + s_t) + b_t, then (1 + s_z)
+            h = h * (1 + s_t) + b_t
+            h = h * (1 + self.cond(z)[:, :, None, None])
+        h = self.conv2(self.drop(F.silu(h)))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over the H*W positions, with a zero-initialised output projection."""
+
+    def __init__(self, channels, head_channels):
+        super().__init__()
+        self.heads = max(1, channels // head_channels)
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = zero_init(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x, *_):
+        B, C, H, W = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(B, 3, self.heads, C // self.heads, H * W)
+        q, k, v = qkv.transpose(-1, -2).unbind(1)                                # (B, heads, HW, C/heads)
+        h = F.scaled_dot_product_attention(q, k, v)                              # (B, heads, HW, C/heads)
+        h = h.transpose(-1, -2).reshape(B, C, H, W)                               # (B, C, H, W)
+        return x + self.proj(h)
+
+
+class Down(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, stride=2, padding=1)
+
+    def forward(self, x, *_):
+        return self.conv(x)
+
+
+class Up(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x, *_):
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def run(layers, h, emb, z):
+    for layer in layers:
+        h = layer(h, emb, z)
+    return h
+
+
+def down_path(cfg: UNetConfig, mult, n_res, emb_dim, z_dim):
+    """The UNet's down path as a list of stages, plus the channel count of every skip output."""
+    ch = cfg.base_channels
+    stages, skip_ch, res = [], [ch], cfg.image_size
+    for level, m in enumerate(mult):
+        for _ in range(n_res):
+            stage = [ResBlock(ch, cfg.base_channels * m, emb_dim, z_dim, cfg.dropout)]
+            ch = cfg.base_channels * m
+            if res in cfg.attn_resolutions:
+                stage.append(Attention(ch, cfg.head_channels))
+            stages.append(nn.ModuleList(stage))
+            skip_ch.append(ch)
+        if level != len(mult) - 1:
+            stages.append(nn.ModuleList([Down(ch)]))
+            skip_ch.append(ch)
+            res //= 2
+    return nn.ModuleList(stages), skip_ch, ch, res
+
+
+def middle(ch, emb_dim, z_dim, cfg):
+    return nn.ModuleList([ResBlock(ch, ch, emb_dim, z_dim, cfg.dropout), Attention(ch, cfg.head_channels),
+                          ResBlock(ch, ch, emb_dim, z_dim, cfg.dropout)])
+
+
+class UNet(nn.Module):
+    """Decoder: predicts eps, x_0 or v from (x_t, t, z)."""
+
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
+        self.base = ch
+        self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        self.down, skip_ch, ch, res = down_path(cfg, cfg.channel_mult, cfg.num_res_blocks, emb_dim, cfg.z_dim)
+        self.mid = middle(ch, emb_dim, cfg.z_dim, cfg)
+        self.up = nn.ModuleList()
+        for level, m in reversed(list(enumerate(cfg.channel_mult))):
+            for i in range(cfg.num_res_blocks + 1):
+                stage = [ResBlock(ch + skip_ch.pop(), cfg.base_channels * m, emb_dim, cfg.z_dim, cfg.dropout)]
+                ch = cfg.base_channels * m
+                if res in cfg.attn_resolutions:
+                    stage.append(Attention(ch, cfg.head_channels))
+                if level and i == cfg.num_res_blocks:
+                    stage.append(Up(ch))
+                    res *= 2
+                self.up.append(nn.ModuleList(stage))
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, cfg.in_channels, 3, padding=1)))
+
+    def forward(self, x_t, t, z):
+        emb = self.time_mlp(timestep_embedding(t, self.base))                    # (B, 4 base)
+        h = self.conv_in(x_t)                                                     # (B, base, H, W)
+        skips = [h]
+        for stage in self.down:
+            h = run(stage, h, emb, z)
+            skips.append(h)
+        h = run(self.mid, h, emb, z)
+        for stage in self.up:
+            h = run(stage, torch.cat([h, skips.pop()], dim=1), emb, z)
+        return self.out(h)                                                        # (B, C, H, W)
+
+
+class Encoder(nn.Module):
+    """Semantic encoder: x_0 -> z (DiffAE: down path, GN, SiLU, global average pool, linear)."""
+
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.base_channels, 3, padding=1)
+        self.down, _, ch, res = down_path(cfg, cfg.enc_channel_mult, cfg.enc_num_res_blocks, 0, 0)
+        self.mid = middle(ch, 0, 0, cfg)
+        self.norm = group_norm(ch)
+        if cfg.enc_pool not in ("mean", "flatten"):
+            raise ValueError(f"unknown encoder pooling {cfg.enc_pool!r}: choose mean or flatten")
+        self.pool = cfg.enc_pool
+        feat = ch if cfg.enc_pool == "mean" else ch * res * res
+        self.fc = nn.Linear(feat, cfg.z_dim)
+
+    def forward(self, x0):
+        h = run(self.mid, run_stages(self.down, self.conv_in(x0)), None, None)    # (B, C, h, w)
+        h = F.silu(self.norm(h))
+        h = h.mean(dim=(2, 3)) if self.pool == "mean" else h.flatten(1)          # (B, C) or (B, C h w)
+        return self.fc(h)                                                         # (B, z_dim)
+
+
+def run_stages(stages, h):
+    for stage in stages:
+        h = run(stage, h, None, None)
+    return h
