@@ -32,11 +32,11 @@ from unet import UNetConfig
 PRESETS = {
     "paper": dict(base_channels=128, channel_mult="1,2,2,2", num_res_blocks=2, attn="16", dropout=0.1,
                   enc_channel_mult="1,2,2,2", enc_num_res_blocks=2, enc_pool="mean", z_dim=512,
-                  batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
+                  z_map_channels=0, batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
                   examples=32_000_000, log_every=100, sample_every=1_000_000, ckpt_every=1_000_000),
     "cpu": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=1, attn="", dropout=0.0,
                 enc_channel_mult="1,2,2", enc_num_res_blocks=1, enc_pool="flatten", z_dim=512,
-                batch_size=64, lr=1e-3, warmup=5_000, lr_decay="cosine", ema_decay=0.999,
+                z_map_channels=16, batch_size=64, lr=1e-3, warmup=5_000, lr_decay="cosine", ema_decay=0.999,
                 examples=300_000, log_every=20, sample_every=50_000, ckpt_every=20_000),
 }
 # Flags that may change when a run is resumed: they do not change what is computed.
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enc-channel-mult", type=ints, help="encoder channel multipliers")
     p.add_argument("--enc-num-res-blocks", type=int, help="encoder ResBlocks per resolution")
     p.add_argument("--enc-pool", choices=["mean", "flatten"], help="encoder head: DiffAE's mean pool, or flatten")
+    p.add_argument("--z-map-channels", type=int, help="also feed z to the decoder as a spatial map of this many channels (0 = DiffAE)")
     p.add_argument("--image-size", type=int, default=32, help="image side in pixels")
     p.add_argument("--data", default="cifar10", help="'cifar10' (torchvision, downloaded to ./data) or a folder of images")
     p.add_argument("--holdout", type=int, default=1000, help="images of a folder held out from training (see data.py)")
@@ -124,7 +125,8 @@ def model_config(args) -> DAEConfig:
     net = UNetConfig(image_size=args.image_size, base_channels=args.base_channels, channel_mult=args.channel_mult,
                      num_res_blocks=args.num_res_blocks, attn_resolutions=args.attn, dropout=args.dropout,
                      z_dim=args.z_dim, enc_channel_mult=args.enc_channel_mult,
-                     enc_num_res_blocks=args.enc_num_res_blocks, enc_pool=args.enc_pool)
+                     enc_num_res_blocks=args.enc_num_res_blocks, enc_pool=args.enc_pool,
+                     z_map_channels=args.z_map_channels)
     return DAEConfig(net=net, schedule=args.schedule, pred=args.pred, t_sampler=args.t_sampler,
                      t_mean=args.t_mean, t_std=args.t_std)
 

@@ -31,6 +31,10 @@ class UNetConfig:
     # 'mean' = DiffAE's global average pool; 'flatten' = keep the final feature map's layout
     # (our departure for small CPU models, where learning positions through a pooled vector is slow).
     enc_pool: str = "mean"
+    # > 0: also feed z to the decoder as a spatial map: Linear(z) -> (z_map_channels, H/4, W/4),
+    # nearest-upsampled and concatenated with x_t, as epsilon-VAE and DGAE condition on their latents.
+    # 0 = DiffAE (z enters through AdaGN only).
+    z_map_channels: int = 0
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -152,7 +156,11 @@ class UNet(nn.Module):
         ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
         self.base = ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        self.z_map = None
+        if cfg.z_map_channels:
+            self.map_side = cfg.image_size // 4
+            self.z_map = nn.Linear(cfg.z_dim, cfg.z_map_channels * self.map_side ** 2)
+        self.conv_in = nn.Conv2d(cfg.in_channels + cfg.z_map_channels, ch, 3, padding=1)
         self.down, skip_ch, ch, res = down_path(cfg, cfg.channel_mult, cfg.num_res_blocks, emb_dim, cfg.z_dim)
         self.mid = middle(ch, emb_dim, cfg.z_dim, cfg)
         self.up = nn.ModuleList()
@@ -170,6 +178,9 @@ class UNet(nn.Module):
 
     def forward(self, x_t, t, z):
         emb = self.time_mlp(timestep_embedding(t, self.base))                    # (B, 4 base)
+        if self.z_map is not None:
+            m = self.z_map(z).view(z.shape[0], -1, self.map_side, self.map_side)  # (B, c, H/4, W/4)
+            x_t = torch.cat([x_t, F.interpolate(m, size=x_t.shape[-2:], mode="nearest").to(x_t.dtype)], dim=1)
         h = self.conv_in(x_t)                                                     # (B, base, H, W)
         skips = [h]
         for stage in self.down:

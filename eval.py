@@ -1,0 +1,167 @@
+"""Reconstruction metrics of a diffusion autoencoder: PSNR, SSIM (and FID with pytorch-fid).
+
+Conventions (DiffAE; ../shared/PAPERS.md): images mapped to [0, 255] and rounded to uint8, then
+    PSNR = 10 log10(255^2 / MSE)                                  per image, averaged over images
+    SSIM (Wang et al. 2004) with an 11x11 Gaussian window, sigma = 1.5, K1 = 0.01, K2 = 0.03,
+         per channel, averaged over channels, then over images.
+Reconstruction: z = Enc(x_0), x_T random ('stochastic') or DDIM-inverted ('inversion'), DDIM decode.
+
+    python eval.py --ckpt runs/dae/ckpt.pt --data PATH --split heldout --n 1000 --steps 50 \
+        --mode stochastic --json out.json --save out.npz --grid out.png
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def psnr(a_u8: torch.Tensor, b_u8: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of uint8 batches (B, C, H, W); +inf for identical images."""
+    mse = (a_u8.double() - b_u8.double()).pow(2).flatten(1).mean(1)
+    # PSNR = 10 log10(MAX^2 / MSE), MAX = 255
+    return 10 * torch.log10(255.0 ** 2 / mse)
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    return g / g.sum()                                                           # (size,)
+
+
+def ssim(a_u8: torch.Tensor, b_u8: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
+    """Per-image SSIM of uint8 batches (B, C, H, W): local statistics under a Gaussian window
+    (valid positions only, as scikit-image's crop does), per channel, averaged over channels."""
+    x, y = a_u8.double(), b_u8.double()
+    C = x.shape[1]
+    g = gaussian_window()
+    # separable Gaussian filter, one per channel
+    kh = g.view(1, 1, 1, -1).repeat(C, 1, 1, 1).to(x.device)                    # (C, 1, 1, 11)
+    kv = g.view(1, 1, -1, 1).repeat(C, 1, 1, 1).to(x.device)                    # (C, 1, 11, 1)
+
+    def blur(u):
+        return F.conv2d(F.conv2d(u, kh, groups=C), kv, groups=C)
+
+    mu_x, mu_y = blur(x), blur(y)
+    # population (biased) local variances and covariance: E[x^2] - E[x]^2
+    var_x = blur(x * x) - mu_x ** 2
+    var_y = blur(y * y) - mu_y ** 2
+    cov_xy = blur(x * y) - mu_x * mu_y
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    # SSIM = (2 mu_x mu_y + C1)(2 cov_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2))
+    s = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
+    return s.mean(dim=(2, 3)).mean(dim=1)                                       # (B,)
+
+
+def fid(real_u8: torch.Tensor, fake_u8: torch.Tensor, device) -> float:
+    """FID between two uint8 image sets with pytorch-fid's Inception (an optional dependency)."""
+    try:
+        from pytorch_fid.fid_score import calculate_frechet_distance
+        from pytorch_fid.inception import InceptionV3
+    except ImportError:
+        raise ValueError("--fid needs pytorch-fid: pip install pytorch-fid") from None
+    try:
+        net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+    except Exception as e:
+        raise OSError(f"--fid could not load the Inception weights (no network? {type(e).__name__}); "
+                      f"the other metrics need no download, run without --fid") from None
+
+    def features(u8):
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(u8), 100):
+                out.append(net(u8[i:i + 100].to(device).float() / 255)[0].flatten(1).double().cpu())
+        return torch.cat(out).numpy()
+
+    f_real, f_fake = features(real_u8), features(fake_u8)
+    return float(calculate_frechet_distance(f_real.mean(0), np.cov(f_real, rowvar=False),
+                                            f_fake.mean(0), np.cov(f_fake, rowvar=False)))
+
+
+def reconstruct_all(model, images_u8, mode, steps, batch_size, seed, device, grid="uniform"):
+    """uint8 reconstructions of a uint8 image set; x_T drawn from one seeded CPU generator."""
+    from data import to_float, to_uint8
+    from sample import reconstruct
+    from schedules import time_grid
+    ts = time_grid(steps, grid)
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, len(images_u8), batch_size):
+        x0 = to_float(images_u8[i:i + batch_size]).to(device)
+        out.append(to_uint8(reconstruct(model, x0, ts, mode, g)).cpu())
+    return torch.cat(out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="PSNR / SSIM (/ FID) of a checkpoint's reconstructions.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
+    p.add_argument("--data", default="cifar10", help="'cifar10' or a folder of images")
+    p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"],
+                   help="heldout = CIFAR-10's test split, or the folder's held-out images (data.py)")
+    p.add_argument("--holdout", type=int, default=None, help="held-out count of a folder (default: the checkpoint's)")
+    p.add_argument("--mode", default="stochastic", choices=["stochastic", "inversion"],
+                   help="x_T random, or DDIM-inverted from the image")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion uses as many again)")
+    p.add_argument("--time-grid", default="uniform", choices=["uniform", "reversed-log"], help="sampling times")
+    p.add_argument("--n", type=int, default=1000, help="images (the first n of the split)")
+    p.add_argument("--batch-size", type=int, default=250, help="images per batch")
+    p.add_argument("--seed", type=int, default=0, help="seed for x_T")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"], help="which weights")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--fid", action="store_true", help="also FID between originals and reconstructions (pytorch-fid)")
+    p.add_argument("--json", help="write the figures and the protocol to this JSON file")
+    p.add_argument("--save", help="write uint8 originals and reconstructions to this .npz")
+    p.add_argument("--grid", help="write a comparison grid (originals above reconstructions) to this PNG")
+    args = p.parse_args(argv)
+    try:
+        from checkpoint import build_model, load_checkpoint
+        from data import load_images
+        from sample import pick_device
+        if args.n < 1 or args.steps < 1 or args.batch_size < 1:
+            raise ValueError("--n, --steps and --batch-size must be positive")
+        device = pick_device(args.device)
+        ckpt = load_checkpoint(args.ckpt)
+        model = build_model(ckpt, args.weights).to(device)
+        holdout = ckpt["args"].get("holdout", 1000) if args.holdout is None else args.holdout
+        images = load_images(args.data, args.split, holdout, model.cfg.net.image_size)[:args.n]
+        t0 = time.time()
+        recon = reconstruct_all(model, images, args.mode, args.steps, args.batch_size, args.seed, device,
+                                args.time_grid)
+        seconds = time.time() - t0
+        p_img, s_img = psnr(images, recon), ssim(images, recon)
+        a = ckpt["args"]
+        result = {"psnr": float(p_img.mean()), "ssim": float(s_img.mean()),
+                  "psnr_std": float(p_img.std()), "ssim_std": float(s_img.std()),
+                  "mode": args.mode, "steps": args.steps, "time_grid": args.time_grid, "n": len(images),
+                  "seed": args.seed, "weights": args.weights, "checkpoint": args.ckpt, "data": args.data,
+                  "split": args.split, "holdout": holdout, "schedule": a["schedule"], "pred": a["pred"],
+                  "phase1_frac": a["phase1_frac"], "examples": ckpt["examples"],
+                  "train_seconds": ckpt.get("elapsed"), "eval_seconds": seconds}
+        if args.fid:
+            result["fid"] = fid(images, recon, device)
+        if args.json:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+        if args.save:
+            np.savez_compressed(args.save, originals=images.numpy(), reconstructions=recon.numpy())
+        if args.grid:
+            from torchvision.utils import save_image
+            k = min(16, len(images))
+            save_image(torch.cat([images[:k], recon[:k]]).float() / 255, args.grid, nrow=k, padding=1)
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+    print(f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}"
+          + (f"  FID {result['fid']:.2f}" if "fid" in result else "")
+          + f"  ({args.mode}, {args.steps} DDIM steps, {len(images)} images of {args.data} [{args.split}], "
+            f"{args.weights} weights, {seconds:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# a tiny network and run, shared by the CLI tests
+TINY_FLAGS = ["--preset", "cpu", "--image-size", "16", "--base-channels", "16", "--channel-mult", "1,2",
+              "--enc-channel-mult", "1,2", "--num-res-blocks", "1", "--enc-num-res-blocks", "1", "--z-dim", "32",
+              "--z-map-channels", "4", "--batch-size", "8", "--warmup", "0", "--holdout", "8", "--device", "cpu"]
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """48 small images in two class folders: smooth colour gradients, some not square."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(48):
+        d = root / ("a" if i % 2 else "b")
+        d.mkdir(exist_ok=True)
+        h, w = (16, 16) if i % 3 else (20, 24)
+        yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+        c = rng.uniform(0, 1, size=(3, 3))
+        img = np.stack([c[k, 0] + c[k, 1] * yy + c[k, 2] * xx for k in range(3)], -1)
+        Image.fromarray((np.clip(img / img.max(), 0, 1) * 255).astype(np.uint8)).save(d / f"{i:03d}.png")
+    return str(root)
+
+
+def run_cli(script, *args, timeout=300):
+    """Run one of the repo's CLIs in a subprocess: (returncode, stdout, stderr)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    p = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
+                       timeout=timeout, env=env, cwd=ROOT)
+    return p.returncode, p.stdout, p.stderr

@@ -1,0 +1,127 @@
+"""Networks, the two-phase loss, and checkpoints."""
+import os
+
+import pytest
+import torch
+
+import dae
+from checkpoint import build_model, load_checkpoint, save_checkpoint
+from dae import DAEConfig, DiffusionAutoencoder, count_params
+from unet import UNetConfig
+
+TINY = UNetConfig(image_size=16, base_channels=16, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,),
+                  dropout=0.0, z_dim=32, enc_channel_mult=(1, 2), enc_num_res_blocks=1)
+
+
+def tiny(pred="v", schedule="sc4", **net):
+    torch.manual_seed(0)
+    return DiffusionAutoencoder(DAEConfig(net=UNetConfig(**{**TINY.__dict__, **net}), schedule=schedule, pred=pred))
+
+
+@pytest.mark.parametrize("net", [{}, {"enc_pool": "flatten"}, {"z_map_channels": 4}, {"attn_resolutions": ()}])
+def test_shapes(net):
+    m = tiny(**net)
+    x = torch.randn(3, 3, 16, 16)
+    z = m.encode(x)
+    assert z.shape == (3, 32)
+    assert m(x, torch.rand(3), z).shape == x.shape
+
+
+def test_output_conv_zero_initialised():
+    m = tiny()
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(m(x, torch.rand(2), m.encode(x)), torch.zeros_like(x))
+
+
+def test_paper_network_size_and_one_step():
+    """The paper preset: DDPM's CIFAR-10 UNet (35.7M) as decoder + its down path as encoder."""
+    import train
+    args = train.parse_args(["--preset", "paper"])
+    m = DiffusionAutoencoder(train.model_config(args))
+    assert count_params(m.decoder) == 40_868_099 and count_params(m) == 52_901_251
+    opt = torch.optim.Adam(m.parameters(), lr=1e-4)
+    loss = m.loss(torch.rand(2, 3, 32, 32) * 2 - 1, n_phase1=1)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and all(torch.isfinite(p).all() for p in m.parameters())
+
+
+def test_phase1_examples_get_t_equal_1(monkeypatch):
+    """The first n_phase1 examples of a batch are trained at t = 1, the others at sampled t."""
+    m = tiny()
+    seen = {}
+    original = m.decoder.forward
+
+    def spy(x_t, t, z):
+        seen["t"] = t.clone()
+        return original(x_t, t, z)
+
+    monkeypatch.setattr(m.decoder, "forward", spy)
+    m.loss(torch.randn(8, 3, 16, 16), n_phase1=3)
+    assert torch.equal(seen["t"][:3], torch.ones(3)) and (seen["t"][3:] < 1).all()
+    m.loss(torch.randn(8, 3, 16, 16), n_phase1=0)
+    assert (seen["t"] < 1).all()
+
+
+def test_phase1_v_loss_is_autoencoder_loss():
+    """At t = 1 with v-prediction the loss is || f(eps, 1, z) + x_0 ||^2: x_t carries nothing of x_0."""
+    m = tiny()
+    x0 = torch.rand(4, 3, 16, 16) * 2 - 1
+    torch.manual_seed(1)
+    loss = m.loss(x0, n_phase1=4)
+    torch.manual_seed(1)
+    torch.rand(4)  # the t draw inside loss()
+    eps = torch.randn_like(x0)
+    expected = ((m(eps, torch.ones(4), m.encode(x0)) + x0) ** 2).mean()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_tiny_model_overfits_a_batch():
+    m = tiny(num_res_blocks=1)
+    x0 = torch.rand(8, 3, 16, 16) * 2 - 1
+    opt = torch.optim.Adam(m.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(150):
+        loss = m.loss(x0, n_phase1=8)  # phase 1: a plain autoencoder, deterministic target -x_0
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 10
+
+
+def test_save_load_identical_outputs(tmp_path):
+    m = tiny(z_map_channels=4, enc_pool="flatten")
+    path = str(tmp_path / "ckpt.pt")
+    save_checkpoint(path, {"config": m.cfg.to_dict(), "model": m.state_dict(), "ema": m.state_dict(), "args": {}})
+    assert not os.path.exists(path + ".tmp")
+    raw = torch.load(path, weights_only=True, map_location="cpu")
+    assert not any(k.startswith(("_orig_mod.", "module.")) for k in raw["model"])
+    m2 = build_model(load_checkpoint(path))
+    x = torch.randn(2, 3, 16, 16)
+    t = torch.rand(2)
+    m.eval()
+    assert torch.equal(m.predict(x, t, m.encode(x))[0], m2.predict(x, t, m2.encode(x))[0])
+    assert m2.cfg == m.cfg
+
+
+def test_bad_checkpoints(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_checkpoint(str(tmp_path / "missing.pt"))
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(str(tmp_path / "text.pt"))
+    m = tiny()
+    good = str(tmp_path / "good.pt")
+    save_checkpoint(good, {"config": m.cfg.to_dict(), "model": m.state_dict(), "ema": m.state_dict(), "args": {}})
+    data = open(good, "rb").read()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        load_checkpoint(str(tmp_path / "cut.pt"))
+    torch.save({"weights": 1}, str(tmp_path / "other.pt"))
+    with pytest.raises(ValueError, match="not a checkpoint written by"):
+        load_checkpoint(str(tmp_path / "other.pt"))
+    ckpt = load_checkpoint(good)
+    ckpt["config"]["net"]["base_channels"] = 8  # weights no longer fit the config
+    with pytest.raises(ValueError, match="incompatible"):
+        build_model(ckpt)
