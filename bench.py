@@ -41,3 +41,82 @@ def train_flops_per_image(model, image_size, device, batch=2) -> float:
         model.loss(x0, 0).backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops() / batch
+
+
+def peak_memory_mb(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak RSS (Linux: KiB)
+
+
+def main(argv=None):
+    import train
+    from sample import ddim_step, pick_device
+    p = argparse.ArgumentParser(description="Throughput of a preset's training step and DDIM decoding.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default="cpu", choices=list(train.PRESETS), help="network and training preset")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size of the measured training step")
+    p.add_argument("--steps", type=int, default=5, help="timed training steps (after 2 warm-up steps)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                   help="memory format of the step (auto: what train.py uses on this device)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the loss, as train.py --compile")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    p.add_argument("--json", help="write the figures to this JSON file")
+    args = p.parse_args(argv)
+    try:
+        device = pick_device(args.device)
+        if args.batch_size < 1 or args.steps < 1:
+            raise ValueError("--batch-size and --steps must be positive")
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    targs = train.parse_args(["--preset", args.preset])
+    torch.manual_seed(0)
+    model = train.DiffusionAutoencoder(train.model_config(targs)).to(device)
+    channels_last = train.use_channels_last(device) if args.channels_last == "auto" else args.channels_last == "on"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    size = targs.image_size
+    flops = train_flops_per_image(model, size, device)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, **train.optimizer_kwargs(device))
+    params, ema_params = list(model.parameters()), list(ema.parameters())
+    loss_fn = torch.compile(model.loss) if args.compile else model.loss
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
+    x0 = (torch.rand(args.batch_size, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=memory_format)
+    n_phase1 = args.batch_size // 4  # a mix of both phases, as at the switch
+    for i in range(2 + args.steps):
+        if i == 2:
+            sync(device)
+            t0 = time.perf_counter()
+        train.train_step(loss_fn, opt, params, ema_params, 0.999, x0, n_phase1, autocast)
+    sync(device)
+    train_ips = args.batch_size * args.steps / (time.perf_counter() - t0)
+
+    z = ema.encode(x0)
+    with torch.inference_mode(), autocast:
+        for i in range(2 + args.steps):
+            if i == 2:
+                sync(device)
+                t0 = time.perf_counter()
+            ddim_step(ema, x0, z, 0.5, 0.4, clip=True)
+        sync(device)
+    decode_ips = args.batch_size * args.steps / (time.perf_counter() - t0)
+    mm = matmul_gflops(device)
+    result = {"preset": args.preset, "device": str(device), "batch_size": args.batch_size,
+              "threads": torch.get_num_threads(), "channels_last": channels_last, "compile": args.compile,
+              "amp": args.amp, "params": train.count_params(model), "flops_per_train_image": flops,
+              "train_images_per_s": train_ips, "decode_images_per_s": decode_ips,
+              "train_gflops_per_s": flops * train_ips / 1e9, "matmul_gflops": mm,
+              "utilisation": flops * train_ips / 1e9 / mm, "peak_memory_mb": peak_memory_mb(device),
+              "torch": torch.__version__}
+    if device.type == "cuda":
+        result["matmul_bf16_gflops"] = matmul_gflops(device, torch.bfloat16)
+    print(json.dumps(result, indent=2))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -122,7 +122,7 @@ def main(argv=None):
         from checkpoint import build_model, load_checkpoint
         from data import load_images, to_float
         if args.n < 2 or args.steps < 1:
-            raise ValueError("--n must be >= 2 and --steps >= 1")
+            raise ValueError("--steps must be positive and --n at least 2")
         device = pick_device(args.device)
         ckpt = load_checkpoint(args.ckpt)
         model = build_model(ckpt, args.weights).to(device)
