@@ -1,0 +1,130 @@
+"""Every figure in figures/, made from the schedules and from the ablation's committed outputs.
+
+    python figures.py                       # schedules only (needs nothing else)
+    python figures.py --data ../shared/data/cifar10-jpeg/train   # + ablation figures (after experiments.py)
+"""
+import argparse
+import json
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from schedules import Schedule, time_grid  # noqa: E402
+
+SCHEDULES = ["linear", "cosine", "sc2", "sc4", "sc8", "rf"]
+LABELS = {"linear": "linear β (DDPM/DiffAE)", "cosine": "cosine", "sc2": "SC-2", "sc4": "SC-4 (paper)",
+          "sc8": "SC-8", "rf": "rectified flow"}
+
+
+def schedules_figure(path, steps=50):
+    t = torch.linspace(0.0005, 0.9995, 2000, dtype=torch.float64)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    shares = []
+    for name in SCHEDULES:
+        s = Schedule(name)
+        ax1.plot(t, s.logsnr(t), label=LABELS[name])
+        # where a 50-step uniform DDIM grid evaluates the model: the logsnr at each step's start
+        lam = s.logsnr(time_grid(steps)[:-1].double())
+        shares.append([(lam < -2).float().mean().item(), ((lam >= -2) & (lam < 2)).float().mean().item(),
+                       (lam >= 2).float().mean().item()])
+    ax1.set(xlabel="t", ylabel="log-SNR λ(t)", ylim=(-12, 14), title="log-SNR of each schedule")
+    ax1.axhline(0, color="gray", lw=0.5)
+    ax1.legend(fontsize=8)
+    shares = np.array(shares)
+    bottom = np.zeros(len(SCHEDULES))
+    for j, (label, color) in enumerate([("high noise (λ < −2)", "#c44"), ("middle (−2 ≤ λ < 2)", "#ca4"),
+                                        ("low noise (λ ≥ 2)", "#4a4")]):
+        ax2.bar(range(len(SCHEDULES)), shares[:, j], bottom=bottom, label=label, color=color)
+        bottom += shares[:, j]
+    ax2.set_xticks(range(len(SCHEDULES)), [LABELS[n].split(" (")[0] for n in SCHEDULES], rotation=20, fontsize=8)
+    ax2.set(ylabel=f"share of the {steps} DDIM steps", title="where the sampling steps fall")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def curves_figure(results, path):
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name in sorted(os.listdir(results)):
+        if not name.endswith(".log.jsonl"):
+            continue
+        rows = [json.loads(line) for line in open(os.path.join(results, name)) if "loss" in line]
+        x = [r["examples"] for r in rows]
+        ax.plot(x, [r["loss"] for r in rows], label=name.replace(".log.jsonl", ""), lw=1)
+        switch = [r["examples"] for r in rows if r["phase"] == 2]
+        if switch and switch[0] > x[0]:
+            ax.axvline(switch[0], color=ax.lines[-1].get_color(), ls=":", lw=1)
+    ax.set(xlabel="training examples", ylabel="training loss (MSE of the target)", yscale="log",
+           title="training curves (dotted: phase 1 → phase 2)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def reconstructions_figure(runs, path, k=10):
+    rows, names = [], []
+    for name in sorted(os.listdir(runs)):
+        f = os.path.join(runs, name, "eval-stochastic.npz")
+        if os.path.exists(f):
+            d = np.load(f)
+            if not rows:
+                rows.append(d["originals"][:k])
+                names.append("original")
+            rows.append(d["reconstructions"][:k])
+            names.append(name)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(k * 0.9, len(rows) * 1.05))
+    for ax, row, name in zip(axes, rows, names):
+        ax.imshow(np.concatenate(list(row.transpose(0, 2, 3, 1)), axis=1))
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=8, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def interpolation_figure(ckpt_path, data, path, steps=50):
+    from checkpoint import build_model, load_checkpoint
+    from data import load_images, to_float
+    from sample import interpolate
+    ckpt = load_checkpoint(ckpt_path)
+    model = build_model(ckpt)
+    images = to_float(load_images(data, "heldout", ckpt["args"]["holdout"]))
+    rows = [interpolate(model, images[a], images[b], 8, time_grid(steps)) for a, b in [(0, 500), (200, 900)]]
+    strip = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)        # (3, 2H, 8W)
+    fig, ax = plt.subplots(figsize=(8, 2.2))
+    ax.imshow(((strip.permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy())
+    ax.set_axis_off()
+    ax.set_title("two-phase model: lerp z, slerp inverted x_T (ends are reconstructions)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", help="the image folder the ablation used (for the interpolation figure)")
+    p.add_argument("--runs", default="runs/ablation", help="experiments.py's run folders")
+    p.add_argument("--results", default="results/ablation", help="experiments.py's results")
+    p.add_argument("--out", default="figures", help="output folder")
+    args = p.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    schedules_figure(os.path.join(args.out, "schedules.png"))
+    if os.path.isdir(args.results):
+        curves_figure(args.results, os.path.join(args.out, "training_curves.png"))
+    if os.path.isdir(args.runs):
+        reconstructions_figure(args.runs, os.path.join(args.out, "reconstructions.png"))
+        ckpt = os.path.join(args.runs, "4-sc4-v-2phase", "ckpt.pt")
+        if args.data and os.path.exists(ckpt):
+            interpolation_figure(ckpt, args.data, os.path.join(args.out, "interpolation.png"))
+    print(f"figures written to {args.out}/")
+
+
+if __name__ == "__main__":
+    main()
