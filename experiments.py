@@ -7,6 +7,7 @@ images. Re-running skips what is done; results go to results/ablation/<variant>.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -53,6 +54,7 @@ def main():
             run([py, "train.py", "--preset", args.preset, "--data", args.data, "--out", out, "--device", args.device,
                  *flags, *extra, *resume])
             open(os.path.join(out, "done"), "w").close()
+        shutil.copy(os.path.join(out, "log.jsonl"), os.path.join(args.results, f"{name}.log.jsonl"))
         records = []
         modes = [("stochastic", args.n)] + ([("inversion", args.n_inversion)] if steps > 1 else [])
         for mode, n in modes:

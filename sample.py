@@ -19,17 +19,15 @@ from schedules import bcast, time_grid
 
 
 def ddim_step(model, x, z, t, s, clip):
-    """One DDIM step of the whole batch from time t to time s (floats)."""
-    B = x.shape[0]
-    t_b = torch.full((B,), float(t), device=x.device)
-    x0_hat, eps_hat = model.predict(x, t_b, z)
-    alpha_t, sigma_t = (bcast(a, x) for a in model.schedule.alpha_sigma(t_b))
+    """One DDIM step of the whole batch from time t to time s (Python floats; no host sync)."""
+    (alpha_t, alpha_s), (sigma_t, sigma_s) = (v.tolist() for v in model.schedule.alpha_sigma(
+        torch.tensor([t, s], dtype=torch.float64)))
+    x0_hat, eps_hat = model.predict(x, torch.full((x.shape[0],), t, device=x.device), z)
     if clip:
         # As in DDPM/DiffAE sampling: keep x0_hat in the data range, and make eps_hat agree with it.
         x0_hat = x0_hat.clamp(-1, 1)
-        if float(sigma_t.flatten()[0]) > 0:
+        if sigma_t > 0:
             eps_hat = (x - alpha_t * x0_hat) / sigma_t
-    alpha_s, sigma_s = (bcast(a, x) for a in model.schedule.alpha_sigma(torch.full((B,), float(s), device=x.device)))
     # DDIM, eta = 0: x_s = alpha_s x0_hat + sigma_s eps_hat
     return alpha_s * x0_hat + sigma_s * eps_hat
 

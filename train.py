@@ -36,8 +36,8 @@ PRESETS = {
                   examples=32_000_000, log_every=100, sample_every=1_000_000, ckpt_every=1_000_000),
     "cpu": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=1, attn="", dropout=0.0,
                 enc_channel_mult="1,2,2", enc_num_res_blocks=1, enc_pool="flatten", z_dim=512,
-                z_map_channels=16, batch_size=64, lr=1e-3, warmup=5_000, lr_decay="cosine", ema_decay=0.995,
-                examples=64_000, log_every=10, sample_every=16_000, ckpt_every=8_000),
+                z_map_channels=16, batch_size=32, lr=1e-3, warmup=5_000, lr_decay="cosine", ema_decay=0.995,
+                examples=80_000, log_every=10, sample_every=16_000, ckpt_every=8_000),
 }
 # Flags that may change when a run is resumed: they do not change what is computed.
 RUN_FLAGS = {"out", "resume", "overwrite", "device", "amp", "compile", "log_every", "sample_every",
@@ -182,6 +182,19 @@ def write_log_lines(path: str, lines: list) -> None:
     os.replace(tmp, path)
 
 
+def log_lines_up_to(path: str, step: int) -> list:
+    """The complete log lines of steps <= step (a kill can leave the last line half-written)."""
+    kept = []
+    if os.path.exists(path):
+        for line in open(path):
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    kept.append(line)
+            except json.JSONDecodeError:
+                pass
+    return kept
+
+
 def save_grid(ema, x_show, path, steps=20):
     from torchvision.utils import save_image
     rec = reconstruct(ema, x_show, time_grid(steps, device=x_show.device), "stochastic",
@@ -251,11 +264,7 @@ def train(args):
         torch.set_rng_state(ckpt["rng"]["cpu"])
         if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-        kept = []
-        if os.path.exists(log_path):
-            with open(log_path) as f:
-                kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
-        write_log_lines(log_path, kept)  # drop the lines of steps that will be computed again
+        write_log_lines(log_path, log_lines_up_to(log_path, step))  # steps after the checkpoint are redone
     else:
         write_log_lines(log_path, [])
 
