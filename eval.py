@@ -11,7 +11,6 @@ Reconstruction: z = Enc(x_0), x_T random ('stochastic') or DDIM-inverted ('inver
 """
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -19,6 +18,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from data import to_float, to_uint8
+from sample import add_source_flags, load_source, reconstruct
+from schedules import time_grid
 
 
 def psnr(a_u8: torch.Tensor, b_u8: torch.Tensor) -> torch.Tensor:
@@ -85,9 +88,6 @@ def fid(real_u8: torch.Tensor, fake_u8: torch.Tensor, device) -> float:
 
 def reconstruct_all(model, images_u8, mode, steps, batch_size, seed, device, grid="uniform"):
     """uint8 reconstructions of a uint8 image set; x_T drawn from one seeded CPU generator."""
-    from data import to_float, to_uint8
-    from sample import reconstruct
-    from schedules import time_grid
     ts = time_grid(steps, grid)
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -100,36 +100,20 @@ def reconstruct_all(model, images_u8, mode, steps, batch_size, seed, device, gri
 def main(argv=None):
     p = argparse.ArgumentParser(description="PSNR / SSIM (/ FID) of a checkpoint's reconstructions.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
-    p.add_argument("--data", default="cifar10", help="'cifar10' or a folder of images")
-    p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"],
-                   help="heldout = CIFAR-10's test split, or the folder's held-out images (data.py)")
-    p.add_argument("--holdout", type=int, default=None, help="held-out count of a folder (default: the checkpoint's)")
+    add_source_flags(p, n_default=1000)
     p.add_argument("--mode", default="stochastic", choices=["stochastic", "inversion"],
                    help="x_T random, or DDIM-inverted from the image")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion uses as many again)")
-    p.add_argument("--time-grid", default="uniform", choices=["uniform", "reversed-log"], help="sampling times")
-    p.add_argument("--n", type=int, default=1000, help="images (the first n of the split)")
     p.add_argument("--batch-size", type=int, default=250, help="images per batch")
-    p.add_argument("--seed", type=int, default=0, help="seed for x_T")
-    p.add_argument("--weights", default="ema", choices=["ema", "model"], help="which weights")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--fid", action="store_true", help="also FID between originals and reconstructions (pytorch-fid)")
     p.add_argument("--json", help="write the figures and the protocol to this JSON file")
     p.add_argument("--save", help="write uint8 originals and reconstructions to this .npz")
     p.add_argument("--grid", help="write a comparison grid (originals above reconstructions) to this PNG")
     args = p.parse_args(argv)
     try:
-        from checkpoint import build_model, load_checkpoint
-        from data import load_images
-        from sample import pick_device
-        if args.n < 1 or args.steps < 1 or args.batch_size < 1:
-            raise ValueError("--n, --steps and --batch-size must be positive")
-        device = pick_device(args.device)
-        ckpt = load_checkpoint(args.ckpt)
-        model = build_model(ckpt, args.weights).to(device)
-        holdout = ckpt["args"].get("holdout", 1000) if args.holdout is None else args.holdout
-        images = load_images(args.data, args.split, holdout, model.cfg.net.image_size)[:args.n]
+        if args.batch_size < 1:
+            raise ValueError("--batch-size must be positive")
+        ckpt, model, images = load_source(args)
+        device = next(model.parameters()).device
         t0 = time.time()
         recon = reconstruct_all(model, images, args.mode, args.steps, args.batch_size, args.seed, device,
                                 args.time_grid)
@@ -140,7 +124,7 @@ def main(argv=None):
                   "psnr_std": float(p_img.std()), "ssim_std": float(s_img.std()),
                   "mode": args.mode, "steps": args.steps, "time_grid": args.time_grid, "n": len(images),
                   "seed": args.seed, "weights": args.weights, "checkpoint": args.ckpt, "data": args.data,
-                  "split": args.split, "holdout": holdout, "schedule": a["schedule"], "pred": a["pred"],
+                  "split": args.split, "holdout": ckpt["args"]["holdout"] if args.holdout is None else args.holdout, "schedule": a["schedule"], "pred": a["pred"],
                   "phase1_frac": a["phase1_frac"], "examples": ckpt["examples"],
                   "train_seconds": ckpt.get("elapsed"), "eval_seconds": seconds}
         if args.fid:

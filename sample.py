@@ -98,36 +98,50 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def add_source_flags(p, n_default):
+    """The flags sample.py and eval.py share: a checkpoint, its weights, images, steps, device."""
+    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"], help="EMA or raw weights")
+    p.add_argument("--data", default="cifar10", help="'cifar10' or a folder of images")
+    p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"],
+                   help="heldout = CIFAR-10's test split, or the folder's held-out images (data.py)")
+    p.add_argument("--holdout", type=int, default=None, help="held-out count of a folder (default: the checkpoint's)")
+    p.add_argument("--n", type=int, default=n_default, help="images (the first n of the split)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion uses as many again)")
+    p.add_argument("--time-grid", default="uniform", choices=["uniform", "reversed-log"], help="sampling times")
+    p.add_argument("--seed", type=int, default=0, help="seed for x_T")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+
+
+def load_source(args):
+    """(checkpoint, model on its device, the first --n uint8 images) from add_source_flags' flags."""
+    from checkpoint import build_model, load_checkpoint
+    from data import load_images
+    if args.n < 1 or args.steps < 1:
+        raise ValueError("--n and --steps must be positive")
+    device = pick_device(args.device)
+    ckpt = load_checkpoint(args.ckpt)
+    model = build_model(ckpt, args.weights).to(device)
+    holdout = ckpt["args"].get("holdout", 1000) if args.holdout is None else args.holdout
+    images = load_images(args.data, args.split, holdout, model.cfg.net.image_size)[:args.n]
+    return ckpt, model, images
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Reconstruction and interpolation grids from a checkpoint.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
-    p.add_argument("--data", default="cifar10", help="'cifar10' or a folder of images")
-    p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"],
-                   help="which part of --data (heldout = CIFAR-10 test split, or the folder's held-out images)")
-    p.add_argument("--holdout", type=int, default=None, help="held-out count of a folder (default: the checkpoint's)")
-    p.add_argument("--n", type=int, default=8, help="images in the reconstruction grid")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps")
-    p.add_argument("--grid", default="uniform", choices=["uniform", "reversed-log"], help="time grid")
-    p.add_argument("--weights", default="ema", choices=["ema", "model"], help="which weights to use")
+    add_source_flags(p, n_default=8)
     p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
-    p.add_argument("--seed", type=int, default=0, help="seed for x_T")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     args = p.parse_args(argv)
     try:
         from torchvision.utils import save_image
 
-        from checkpoint import build_model, load_checkpoint
-        from data import load_images, to_float
-        if args.n < 2 or args.steps < 1:
-            raise ValueError("--steps must be positive and --n at least 2")
-        device = pick_device(args.device)
-        ckpt = load_checkpoint(args.ckpt)
-        model = build_model(ckpt, args.weights).to(device)
-        holdout = ckpt["args"].get("holdout", 1000) if args.holdout is None else args.holdout
-        images = load_images(args.data, args.split, holdout, model.cfg.net.image_size)
-        x0 = to_float(images[:args.n]).to(device)
-        ts = time_grid(args.steps, args.grid)
+        from data import to_float
+        ckpt, model, images = load_source(args)
+        if len(images) < 2:
+            raise ValueError("need at least 2 images (--n) for the interpolation strip")
+        x0 = to_float(images).to(next(model.parameters()).device)
+        ts = time_grid(args.steps, args.time_grid)
         g = torch.Generator().manual_seed(args.seed)
         rec_random = reconstruct(model, x0, ts, "stochastic", g)
         rec_inverted = reconstruct(model, x0, ts, "inversion")

@@ -279,7 +279,9 @@ def train(args):
     B, N = args.batch_size, data.shape[0]
     total_steps = math.ceil(args.examples / B)
     phase1_examples = round(args.phase1_frac * args.examples)
-    ckpt_steps, sample_steps = max(1, args.ckpt_every // B), max(1, args.sample_every // B)
+    # checkpoints fall on logging steps, so that a resumed run logs the same averages
+    ckpt_steps = max(1, args.ckpt_every // B // args.log_every) * args.log_every
+    sample_steps = max(1, args.sample_every // B)
     loss_fn = torch.compile(model.loss) if args.compile else model.loss
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
     params, ema_params = list(model.parameters()), list(ema.parameters())

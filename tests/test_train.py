@@ -40,7 +40,7 @@ def test_phase_switch_and_run_folder(image_folder, tmp_path):
 
 def test_sigkill_then_resume_is_bit_identical(image_folder, tmp_path):
     flags = [*TINY_FLAGS, "--data", image_folder, "--examples", "1600", "--phase1-frac", "0.25",
-             "--log-every", "1", "--ckpt-every", "40", "--sample-every", "100000", "--dropout", "0.1"]
+             "--log-every", "2", "--ckpt-every", "40", "--sample-every", "100000", "--dropout", "0.1"]
     ref, cut = str(tmp_path / "ref"), str(tmp_path / "cut")
     code, _, err = run_cli("train.py", *flags, "--out", ref)
     assert code == 0, err
@@ -50,7 +50,7 @@ def test_sigkill_then_resume_is_bit_identical(image_folder, tmp_path):
     log_path = os.path.join(cut, "log.jsonl")
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(log_path) and sum(1 for _ in open(log_path)) >= 57:  # mid-way, between checkpoints
+        if os.path.exists(log_path) and sum(1 for _ in open(log_path)) >= 29:  # mid-way, between checkpoints
             break
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
@@ -61,7 +61,7 @@ def test_sigkill_then_resume_is_bit_identical(image_folder, tmp_path):
     code, _, err = run_cli("train.py", *flags, "--out", cut, "--resume")
     assert code == 0, err
     a, b = read_log(ref), read_log(cut)
-    assert [r["step"] for r in b] == list(range(1, 201))
+    assert [r["step"] for r in b] == list(range(2, 201, 2))
     assert [(r["loss"], r["phase"], r["lr"]) for r in a] == [(r["loss"], r["phase"], r["lr"]) for r in b]
     wa = torch.load(os.path.join(ref, "ckpt.pt"), weights_only=True)
     wb = torch.load(os.path.join(cut, "ckpt.pt"), weights_only=True)

@@ -1,0 +1,86 @@
+"""The in-memory data path, EMA, the training step, and bench.py."""
+import json
+
+import pytest
+import torch
+
+import train
+from conftest import run_cli
+from data import batch_indices, load_images, split_files, to_float, to_uint8
+
+
+def test_batch_indices_walk_one_permutation_per_epoch():
+    n, B = 50, 8
+    stream = torch.cat([batch_indices(s, B, n, seed=3) for s in range(25)])   # 200 examples = 4 epochs
+    for e in range(4):
+        assert sorted(stream[e * n:(e + 1) * n].tolist()) == list(range(n))
+    assert not torch.equal(stream[:n], stream[n:2 * n])
+    assert torch.equal(batch_indices(7, B, n, 3), stream[56:64])  # a step's batch depends on the step alone
+
+
+def test_heldout_split_is_fixed_and_disjoint(image_folder):
+    import data
+    files = data.list_images(image_folder)
+    train_files, held = split_files(files, "train", 8), split_files(files, "heldout", 8)
+    assert len(held) == 8 and len(train_files) == 40 and not set(held) & set(train_files)
+    assert held == split_files(list(reversed(files))[::-1], "heldout", 8)
+    with pytest.raises(ValueError):
+        split_files(files, "train", 48)
+
+
+def test_folder_images_are_cropped_and_resized(image_folder):
+    x = load_images(image_folder, "all", 0, 16)
+    assert x.shape == (48, 3, 16, 16) and x.dtype == torch.uint8
+    assert torch.equal(to_uint8(to_float(x)), x)
+
+
+def test_train_step_updates_ema_exactly():
+    from test_model import tiny
+    m = tiny()
+    ema = [p.detach().clone() for p in m.parameters()]
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3, foreach=True)
+    params = list(m.parameters())
+    loss = train.train_step(m.loss, opt, params, ema, 0.9, torch.randn(4, 3, 16, 16), 2,
+                            torch.autocast("cpu", enabled=False))
+    assert loss.requires_grad is False and torch.isfinite(loss)
+    before = [p.detach().clone() for p in tiny().parameters()]  # the same seed: the initial weights
+    for e, b, p in zip(ema, before, params):
+        # theta_ema = 0.9 theta_ema + 0.1 theta
+        torch.testing.assert_close(e, 0.9 * b + 0.1 * p.detach())
+
+
+def test_lr_schedule():
+    args = train.parse_args(["--preset", "cpu", "--warmup", "1000", "--examples", "11000", "--batch-size", "10"])
+    assert train.lr_at(args, 0) == pytest.approx(args.lr * 10 / 1010)
+    assert train.lr_at(args, 1000) == pytest.approx(args.lr)
+    assert train.lr_at(args, 6000) == pytest.approx(args.lr / 2)
+    assert train.lr_at(args, 11000) == pytest.approx(0, abs=1e-12)
+
+
+def test_bench_json(tmp_path):
+    path = str(tmp_path / "b.json")
+    code, out, err = run_cli("bench.py", "--preset", "cpu", "--batch-size", "4", "--steps", "1", "--device", "cpu",
+                             "--json", path)
+    assert code == 0, err
+    r = json.load(open(path))
+    for key in ("preset", "device", "batch_size", "params", "flops_per_train_image", "train_images_per_s",
+                "decode_images_per_s", "matmul_gflops"):
+        assert key in r
+    assert r["params"] > 1e6 and r["flops_per_train_image"] > 1e8 and r["train_images_per_s"] > 0
+
+
+def test_compile_on_cpu_gives_the_same_outputs():
+    """torch.compile of the model (train.py --compile compiles the loss around it). Only the network
+    is compared: compiled code draws its random numbers from its own generator."""
+    pytest.importorskip("torch._inductor")
+    from test_model import perturbed, tiny
+    m = perturbed(tiny())
+    x, t = torch.randn(2, 3, 16, 16), torch.rand(2)
+    z = m.encode(x)
+    try:
+        compiled = torch.compile(m)(x, t, z)
+    except Exception as e:  # no C++ compiler, for example
+        pytest.skip(f"torch.compile does not work on this machine: {type(e).__name__}")
+    eager = m(x, t, z)
+    assert eager.abs().mean() > 0.01
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
