@@ -27,6 +27,28 @@ def run(cmd):
     subprocess.run(cmd, check=True)
 
 
+# What the paper reports for each variant on CIFAR-10 at full scale (../shared/PAPERS.md): PSNR, SSIM
+PAPER = {"1-diffae-linear-eps": "26.89 / 0.905", "2-sc4-v-1phase": "sharp, structurally inaccurate",
+         "3-sc4-eps-2phase": "≈ 15 (washed out)", "4-sc4-v-2phase": "30.35 / 0.955",
+         "5-phase1-only": "≈ 30.5 (blurry, FID ≈ 37)"}
+
+
+def table(results):
+    """The README's markdown table, from the committed JSON."""
+    lines = ["| variant | flags | stochastic PSNR / SSIM | inversion PSNR / SSIM | train time | paper (PSNR / SSIM) |",
+             "|---|---|---|---|---|---|"]
+    for name, (flags, _) in VARIANTS.items():
+        path = os.path.join(results, f"{name}.json")
+        if not os.path.exists(path):
+            continue
+        recs = {r["mode"]: r for r in json.load(open(path))}
+        cell = {m: f"{r['psnr']:.2f} / {r['ssim']:.3f} ({r['steps']} steps, n = {r['n']})" for m, r in recs.items()}
+        minutes = recs["stochastic"]["train_seconds"] / 60
+        lines.append(f"| {name} | `{' '.join(flags)}` | {cell['stochastic']} | {cell.get('inversion', '—')} "
+                     f"| {minutes:.1f} min | {PAPER[name]} |")
+    return "\n".join(lines)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="image folder (its held-out part is used for evaluation)")
@@ -38,7 +60,11 @@ def main():
     p.add_argument("--n-inversion", type=int, default=250, help="held-out images for the inversion evaluation")
     p.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
     p.add_argument("--device", default="auto", help="device for training and evaluation")
+    p.add_argument("--table", action="store_true", help="print the results table (markdown) and exit")
     args = p.parse_args()
+    if args.table:
+        print(table(args.results))
+        return
     os.makedirs(args.results, exist_ok=True)
     py = sys.executable
     for name, (flags, steps) in VARIANTS.items():

@@ -86,7 +86,7 @@ def test_run_folder_protection_and_resume_checks(image_folder, tmp_path):
 def test_non_finite_loss_stops_and_keeps_checkpoint(image_folder, tmp_path):
     out = str(tmp_path / "run")
     code, _, err = run_cli("train.py", *TINY_FLAGS, "--data", image_folder, "--out", out, "--examples", "400",
-                           "--lr", "1e30", "--log-every", "5", "--ckpt-every", "8")
+                           "--lr", "1e30", "--log-every", "1", "--ckpt-every", "8")
     assert code != 0 and "non-finite" in err and "Traceback" not in err
     event = read_log(out)[-1]
     assert event["event"] == "non-finite loss" and event["step"] >= 1
