@@ -3,6 +3,7 @@ this machine's fp32 (and on CUDA bf16) matrix-product rate measured in the same 
 utilisation = FLOPs per image x images/s / matmul rate is a ratio that means something.
 
     python bench.py --preset cpu --json results/bench-cpu.json
+    python bench.py --table results/bench-*.json      # the README's table
 """
 import argparse
 import copy
@@ -49,8 +50,24 @@ def peak_memory_mb(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak RSS (Linux: KiB)
 
 
+def table(paths) -> str:
+    """A markdown table of bench JSON files (the README's Speed table)."""
+    rows = ["| file | preset | device | batch | params | GFLOP / train image | train images/s | train GFLOP/s "
+            "| matmul GFLOP/s | ratio | decode images/s per step | peak memory |", "|" + "---|" * 12]
+    for path in paths:
+        r = json.load(open(path))
+        rows.append(f"| `{path}` | {r['preset']} | {r['device']} | {r['batch_size']} | {r['params'] / 1e6:.2f}M "
+                    f"| {r['flops_per_train_image'] / 1e9:.2f} | {r['train_images_per_s']:.2f} "
+                    f"| {r['train_gflops_per_s']:.0f} | {r['matmul_gflops']:.0f} | {r['utilisation']:.2f} "
+                    f"| {r['decode_images_per_s']:.1f} | {r['peak_memory_mb'] / 1024:.1f} GB |")
+    return "\n".join(rows)
+
+
 def main(argv=None):
     import train
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--table":
+        print(table(sys.argv[2:]))
+        return
     from sample import ddim_step, pick_device
     p = argparse.ArgumentParser(description="Throughput of a preset's training step and DDIM decoding.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
