@@ -44,6 +44,13 @@ def train_flops_per_image(model, image_size, device, batch=2) -> float:
     return counter.get_total_flops() / batch
 
 
+def estimate_hours(model, image_size, examples, device):
+    """(GFLOP per training image, hours) of a training run on this device, assuming the step runs at
+    half the matmul rate (it ran at 0.9-1.4x on the test machine: results/bench-*.json)."""
+    flops = train_flops_per_image(model, image_size, device)
+    return flops / 1e9, flops * examples / (0.5 * matmul_gflops(device) * 1e9) / 3600
+
+
 def peak_memory_mb(device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2 ** 20

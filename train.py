@@ -19,6 +19,7 @@ import time
 import torch
 from tqdm import tqdm
 
+from bench import estimate_hours
 from checkpoint import load_checkpoint, save_checkpoint
 from dae import DAEConfig, DiffusionAutoencoder, count_params
 from data import batch_indices, load_images, to_float
@@ -116,8 +117,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError("--channel-mult and --enc-channel-mult need at least one value")
     if args.image_size % 2 ** (len(args.channel_mult) - 1) or args.image_size % 2 ** (len(args.enc_channel_mult) - 1):
         raise ValueError(f"--image-size {args.image_size} must be divisible by 2^(levels - 1) of the channel multipliers")
-    if args.lr <= 0 or not 0 <= args.ema_decay < 1 or not 0 <= args.dropout < 1 or args.warmup < 0 or args.holdout < 0:
-        raise ValueError("need --lr > 0, 0 <= --ema-decay < 1, 0 <= --dropout < 1, --warmup >= 0, --holdout >= 0")
+    if args.lr <= 0 or not 0 <= args.ema_decay < 1 or not 0 <= args.dropout < 1 or args.warmup < 0 or args.holdout < 0 \
+            or args.z_map_channels < 0:
+        raise ValueError("need --lr > 0, 0 <= --ema-decay < 1, 0 <= --dropout < 1, and --warmup, --holdout, "
+                         "--z-map-channels >= 0")
     return args
 
 
@@ -159,20 +162,6 @@ def lr_at(args, examples: int) -> float:
         progress = (examples - args.warmup) / max(1, args.examples - args.warmup)
         return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return args.lr
-
-
-def check_not_too_slow(model, args, device):
-    """Refuse to start a run that would take days on this device, and say how long it would take."""
-    if device.type == "cuda" or args.allow_slow:
-        return
-    from bench import matmul_gflops, train_flops_per_image
-    flops = train_flops_per_image(model, args.image_size, device)
-    rate = 0.5 * matmul_gflops(device) * 1e9  # our CPU step reaches about half the matmul rate (README, Speed)
-    hours = flops * args.examples / rate / 3600
-    if hours > 3:
-        raise ValueError(f"this run is {args.examples:,} examples at {flops / 1e9:.1f} GFLOP each: about "
-                         f"{hours:,.0f} hours ({hours / 24:.1f} days) on this {device.type}. Use --preset cpu for "
-                         f"a ~15-minute run, a GPU for the paper's run, or --allow-slow to start anyway")
 
 
 def write_log_lines(path: str, lines: list) -> None:
@@ -242,7 +231,12 @@ def train(args):
             os.remove(ckpt_path)
     torch.manual_seed(args.seed)
     model = DiffusionAutoencoder(model_config(args)).to(device)
-    check_not_too_slow(model, args, device)
+    if device.type != "cuda" and not args.allow_slow:  # refuse to start a run that would take days
+        gflop, hours = estimate_hours(model, args.image_size, args.examples, device)
+        if hours > 3:
+            raise ValueError(f"this run is {args.examples:,} examples at {gflop:.1f} GFLOP each: about {hours:,.0f} "
+                             f"hours ({hours / 24:.1f} days) on this {device.type}. Use --preset cpu for a ~15-minute "
+                             f"run, a GPU for the paper's run, or --allow-slow to start anyway")
     data = load_images(args.data, "train", args.holdout, args.image_size).to(device)
     # the grids show held-out images (CIFAR-10's test split, or the folder's held-out part) when there are any
     has_heldout = args.holdout > 0 or args.data == "cifar10"
