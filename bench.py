@@ -15,6 +15,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from dae import DiffusionAutoencoder, count_params
+
 
 def sync(device):
     if device.type == "cuda":
@@ -96,7 +98,7 @@ def main(argv=None):
         sys.exit(f"error: {e}")
     targs = train.parse_args(["--preset", args.preset])
     torch.manual_seed(0)
-    model = train.DiffusionAutoencoder(train.model_config(targs)).to(device)
+    model = DiffusionAutoencoder(train.model_config(targs)).to(device)
     channels_last = train.use_channels_last(device) if args.channels_last == "auto" else args.channels_last == "on"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
@@ -129,7 +131,7 @@ def main(argv=None):
     mm = matmul_gflops(device)
     result = {"preset": args.preset, "device": str(device), "batch_size": args.batch_size,
               "threads": torch.get_num_threads(), "channels_last": channels_last, "compile": args.compile,
-              "amp": args.amp, "params": train.count_params(model), "flops_per_train_image": flops,
+              "amp": args.amp, "params": count_params(model), "flops_per_train_image": flops,
               "train_images_per_s": train_ips, "decode_images_per_s": decode_ips,
               "train_gflops_per_s": flops * train_ips / 1e9, "matmul_gflops": mm,
               "utilisation": flops * train_ips / 1e9 / mm, "peak_memory_mb": peak_memory_mb(device),

@@ -124,7 +124,7 @@ def main(argv=None):
                   "psnr_std": float(p_img.std()), "ssim_std": float(s_img.std()),
                   "mode": args.mode, "steps": args.steps, "time_grid": args.time_grid, "n": len(images),
                   "seed": args.seed, "weights": args.weights, "checkpoint": args.ckpt, "data": args.data,
-                  "split": args.split, "holdout": ckpt["args"]["holdout"] if args.holdout is None else args.holdout, "schedule": a["schedule"], "pred": a["pred"],
+                  "split": args.split, "holdout": args.holdout, "schedule": a["schedule"], "pred": a["pred"],
                   "phase1_frac": a["phase1_frac"], "examples": ckpt["examples"],
                   "train_seconds": ckpt.get("elapsed"), "eval_seconds": seconds}
         if args.fid:

@@ -122,8 +122,9 @@ def load_source(args):
     device = pick_device(args.device)
     ckpt = load_checkpoint(args.ckpt)
     model = build_model(ckpt, args.weights).to(device)
-    holdout = ckpt["args"].get("holdout", 1000) if args.holdout is None else args.holdout
-    images = load_images(args.data, args.split, holdout, model.cfg.net.image_size)[:args.n]
+    if args.holdout is None:  # the split the checkpoint was trained with
+        args.holdout = ckpt["args"].get("holdout", 1000)
+    images = load_images(args.data, args.split, args.holdout, model.cfg.net.image_size)[:args.n]
     return ckpt, model, images
 
 

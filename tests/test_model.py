@@ -4,7 +4,6 @@ import os
 import pytest
 import torch
 
-import dae
 from checkpoint import build_model, load_checkpoint, save_checkpoint
 from dae import DAEConfig, DiffusionAutoencoder, count_params
 from unet import UNetConfig
