@@ -13,44 +13,12 @@ import sys
 import time
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
+import train
+from cli import HelpFormatter, check_output, pick_device, write_all
+from cost import matmul_gflops, sync, train_flops_per_image
 from dae import DiffusionAutoencoder, count_params
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def matmul_gflops(device, dtype=torch.float32, n=2048, seconds=1.0) -> float:
-    """Sustained rate of an n x n matrix product, in GFLOP/s (2 n^3 FLOPs each)."""
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    a @ b
-    sync(device)
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        reps += 1
-        sync(device)
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
-
-
-def train_flops_per_image(model, image_size, device, batch=2) -> float:
-    """FLOPs of one training example (forward + backward of the loss), by torch's FLOP counter."""
-    x0 = torch.randn(batch, model.cfg.net.in_channels, image_size, image_size, device=device)
-    with FlopCounterMode(display=False) as counter:
-        model.loss(x0, 0).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops() / batch
-
-
-def estimate_hours(model, image_size, examples, device):
-    """(GFLOP per training image, hours) of a training run on this device, assuming the step runs at
-    half the matmul rate (it ran at 0.9-1.4x on the test machine: results/bench-*.json)."""
-    flops = train_flops_per_image(model, image_size, device)
-    return flops / 1e9, flops * examples / (0.5 * matmul_gflops(device) * 1e9) / 3600
+from sample import ddim_step
 
 
 def peak_memory_mb(device) -> float:
@@ -64,38 +32,53 @@ def table(paths) -> str:
     rows = ["| file | preset | device | batch | params | GFLOP / train image | train images/s | train GFLOP/s "
             "| matmul GFLOP/s | ratio | decode images/s per step | peak memory |", "|" + "---|" * 12]
     for path in paths:
-        r = json.load(open(path))
-        rows.append(f"| `{path}` | {r['preset']} | {r['device']} | {r['batch_size']} | {r['params'] / 1e6:.2f}M "
-                    f"| {r['flops_per_train_image'] / 1e9:.2f} | {r['train_images_per_s']:.2f} "
-                    f"| {r['train_gflops_per_s']:.0f} | {r['matmul_gflops']:.0f} | {r['utilisation']:.2f} "
-                    f"| {r['decode_images_per_s']:.1f} | {r['peak_memory_mb'] / 1024:.1f} GB |")
+        try:
+            with open(path) as f:
+                r = json.load(f)
+            rows.append(f"| `{path}` | {r['preset']} | {r['device']} | {r['batch_size']} | {r['params'] / 1e6:.2f}M "
+                        f"| {r['flops_per_train_image'] / 1e9:.2f} | {r['train_images_per_s']:.2f} "
+                        f"| {r['train_gflops_per_s']:.0f} | {r['matmul_gflops']:.0f} | {r['utilisation']:.2f} "
+                        f"| {r['decode_images_per_s']:.1f} | {r['peak_memory_mb'] / 1024:.1f} GB |")
+        except OSError as e:
+            raise OSError(f"--table: cannot read {path}: {e.strerror or e}") from None
+        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+            raise ValueError(f"--table: {path} is not a JSON file written by bench.py --json "
+                             f"({type(e).__name__}: {e})") from None
     return "\n".join(rows)
 
 
 def main(argv=None):
-    import train
-    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--table":
-        print(table(sys.argv[2:]))
-        return
-    from sample import ddim_step, pick_device
     p = argparse.ArgumentParser(description="Throughput of a preset's training step and DDIM decoding.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--preset", default="cpu", choices=list(train.PRESETS), help="network and training preset")
     p.add_argument("--batch-size", type=int, default=32, help="batch size of the measured training step")
     p.add_argument("--steps", type=int, default=5, help="timed training steps (after 2 warm-up steps)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                    help="memory format of the step (auto: what train.py uses on this device)")
     p.add_argument("--compile", action="store_true", help="torch.compile the loss, as train.py --compile")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
     p.add_argument("--json", help="write the figures to this JSON file")
+    p.add_argument("--table", nargs="+", metavar="JSON", help="print a markdown table of these bench JSON files "
+                   "(the README's Speed table) and exit, measuring nothing")
     args = p.parse_args(argv)
     try:
+        if args.table:
+            print(table(args.table))
+            return
         device = pick_device(args.device)
         if args.batch_size < 1 or args.steps < 1:
             raise ValueError("--batch-size and --steps must be positive")
-    except ValueError as e:
+        check_output(args.json, "--json")
+        result = measure(args, device)
+        print(json.dumps(result, indent=2))
+        if args.json:
+            write_all({args.json: lambda f: f.write(json.dumps(result, indent=2).encode())})
+    except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
+
+
+def measure(args, device) -> dict:
     targs = train.parse_args(["--preset", args.preset])
     torch.manual_seed(0)
     model = DiffusionAutoencoder(train.model_config(targs)).to(device)
@@ -138,10 +121,7 @@ def main(argv=None):
               "torch": torch.__version__}
     if device.type == "cuda":
         result["matmul_bf16_gflops"] = matmul_gflops(device, torch.bfloat16)
-    print(json.dumps(result, indent=2))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    return result
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 SPLIT_SEED = 0
@@ -34,8 +35,11 @@ def split_files(files: list, split: str, holdout: int) -> list:
     """The 'train', 'heldout' or 'all' part of a sorted file list (see the module docstring)."""
     if split == "all":
         return files
-    if not 0 <= holdout < len(files):
-        raise ValueError(f"cannot hold out {holdout} of {len(files)} images")
+    if holdout < 0:
+        raise ValueError(f"--holdout must be >= 0, got {holdout}")
+    if holdout >= len(files):
+        raise ValueError(f"--holdout {holdout} leaves no training images: the folder holds {len(files)} "
+                         f"image(s); pass a smaller --holdout (0 trains on all of them)")
     order = torch.randperm(len(files), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
     chosen = order[:holdout] if split == "heldout" else order[holdout:]
     return [files[i] for i in sorted(chosen)]
@@ -45,7 +49,7 @@ def load_image(path: str, size: int) -> np.ndarray:
     """One image as (3, size, size) uint8: centre-cropped to a square, resized if needed."""
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            im = to_rgb8(im, path)
             w, h = im.size
             if w != h:
                 s = min(w, h)
@@ -57,10 +61,25 @@ def load_image(path: str, size: int) -> np.ndarray:
         raise ValueError(f"cannot read image {path}: {e}") from None
 
 
+def to_rgb8(im: Image.Image, path: str) -> Image.Image:
+    """8-bit RGB. PIL's convert('RGB') clips 16-bit greyscale (modes I;16*, I) at 255 instead of
+    scaling it, so those are scaled here: v8 = round(v16 / 257), 65535 -> 255."""
+    if im.mode.startswith("I"):
+        v = np.asarray(im).astype(np.float64)
+        if v.min() < 0 or v.max() > 65535:
+            raise ValueError(f"cannot read image {path}: integer pixels outside 0..65535")
+        return Image.fromarray(np.round(v / 257).astype(np.uint8)).convert("RGB")
+    if im.mode == "F":
+        raise ValueError(f"cannot read image {path}: floating-point pixels have no fixed range; "
+                         f"convert it to 8- or 16-bit")
+    return im.convert("RGB")
+
+
 def load_folder(folder: str, split: str, holdout: int, size: int) -> torch.Tensor:
     files = split_files(list_images(folder), split, holdout)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        images = list(pool.map(lambda f: load_image(f, size), files, chunksize=256))
+        images = list(tqdm(pool.map(lambda f: load_image(f, size), files, chunksize=256), total=len(files),
+                           desc=f"decoding {split} images", unit="img", leave=False, dynamic_ncols=True))
     return torch.from_numpy(np.stack(images))                                   # (N, 3, H, W) uint8
 
 

@@ -11,16 +11,17 @@ Reconstruction: z = Enc(x_0), x_T random ('stochastic') or DDIM-inverted ('inver
 """
 import argparse
 import json
-import os
 import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
+from cli import HelpFormatter, add_source_flags, check_output, load_source, write_all
 from data import to_float, to_uint8
-from sample import add_source_flags, load_source, reconstruct
+from sample import reconstruct
 from schedules import time_grid
 
 
@@ -61,18 +62,22 @@ def ssim(a_u8: torch.Tensor, b_u8: torch.Tensor, data_range: float = 255.0) -> t
     return s.mean(dim=(2, 3)).mean(dim=1)                                       # (B,)
 
 
-def fid(real_u8: torch.Tensor, fake_u8: torch.Tensor, device) -> float:
-    """FID between two uint8 image sets with pytorch-fid's Inception (an optional dependency)."""
+def inception(device):
+    """pytorch-fid's Inception (an optional dependency), loaded before any work: fails in one sentence."""
     try:
-        from pytorch_fid.fid_score import calculate_frechet_distance
         from pytorch_fid.inception import InceptionV3
     except ImportError:
-        raise ValueError("--fid needs pytorch-fid: pip install pytorch-fid") from None
+        raise ValueError("--fid needs pytorch-fid: pip install -r requirements-extras.txt") from None
     try:
-        net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+        return InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
     except Exception as e:
         raise OSError(f"--fid could not load the Inception weights (no network? {type(e).__name__}); "
                       f"the other metrics need no download, run without --fid") from None
+
+
+def fid(net, real_u8: torch.Tensor, fake_u8: torch.Tensor, device) -> float:
+    """FID between two uint8 image sets with pytorch-fid's Inception network `net`."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
 
     def features(u8):
         out = []
@@ -87,19 +92,34 @@ def fid(real_u8: torch.Tensor, fake_u8: torch.Tensor, device) -> float:
 
 
 def reconstruct_all(model, images_u8, mode, steps, batch_size, seed, device, grid="uniform"):
-    """uint8 reconstructions of a uint8 image set; x_T drawn from one seeded CPU generator."""
+    """uint8 reconstructions of a uint8 image set; x_T drawn from one seeded CPU generator. A bar
+    counts network evaluations (steps per image, twice as many with inversion)."""
     ts = time_grid(steps, grid)
     g = torch.Generator().manual_seed(seed)
+    per_image = steps * (2 if mode == "inversion" else 1)
+    bar = tqdm(total=len(images_u8) * per_image, desc=f"{mode} reconstruction", unit="img-step", unit_scale=True,
+               dynamic_ncols=True, leave=False)
+    predict = model.predict
+
+    def counted_predict(x_t, t, z):  # the samplers call model.predict once per step and batch
+        bar.update(x_t.shape[0])
+        return predict(x_t, t, z)
+
+    model.predict = counted_predict
     out = []
-    for i in range(0, len(images_u8), batch_size):
-        x0 = to_float(images_u8[i:i + batch_size]).to(device)
-        out.append(to_uint8(reconstruct(model, x0, ts, mode, g)).cpu())
+    try:
+        for i in range(0, len(images_u8), batch_size):
+            x0 = to_float(images_u8[i:i + batch_size]).to(device)
+            out.append(to_uint8(reconstruct(model, x0, ts, mode, g)).cpu())
+    finally:
+        del model.predict  # back to the class's method
+        bar.close()
     return torch.cat(out)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="PSNR / SSIM (/ FID) of a checkpoint's reconstructions.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     add_source_flags(p, n_default=1000)
     p.add_argument("--mode", default="stochastic", choices=["stochastic", "inversion"],
                    help="x_T random, or DDIM-inverted from the image")
@@ -111,9 +131,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     try:
         if args.batch_size < 1:
-            raise ValueError("--batch-size must be positive")
+            raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
+        for flag in ("json", "save", "grid"):  # checked now, written together at the end
+            check_output(getattr(args, flag), "--" + flag)
         ckpt, model, images = load_source(args)
         device = next(model.parameters()).device
+        inception_net = inception(device) if args.fid else None
         t0 = time.time()
         recon = reconstruct_all(model, images, args.mode, args.steps, args.batch_size, args.seed, device,
                                 args.time_grid)
@@ -128,17 +151,18 @@ def main(argv=None):
                   "phase1_frac": a["phase1_frac"], "examples": ckpt["examples"],
                   "train_seconds": ckpt.get("elapsed"), "eval_seconds": seconds}
         if args.fid:
-            result["fid"] = fid(images, recon, device)
-        if args.json:
-            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-            with open(args.json, "w") as f:
-                json.dump(result, f, indent=2)
+            result["fid"] = fid(inception_net, images, recon, device)
+        writers = {}
         if args.save:
-            np.savez_compressed(args.save, originals=images.numpy(), reconstructions=recon.numpy())
+            writers[args.save] = lambda f: np.savez_compressed(f, originals=images.numpy(), reconstructions=recon.numpy())
         if args.grid:
             from torchvision.utils import save_image
             k = min(16, len(images))
-            save_image(torch.cat([images[:k], recon[:k]]).float() / 255, args.grid, nrow=k, padding=1)
+            grid = torch.cat([images[:k], recon[:k]]).float() / 255
+            writers[args.grid] = lambda f: save_image(grid, f, format="png", nrow=k, padding=1)
+        if args.json:  # last: a JSON on disk means every other output is there too
+            writers[args.json] = lambda f: f.write(json.dumps(result, indent=2).encode())
+        write_all(writers)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     print(f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}"

@@ -15,6 +15,7 @@ import sys
 
 import torch
 
+from cli import HelpFormatter, add_source_flags, check_output, load_source, write_all
 from schedules import bcast, time_grid
 
 
@@ -89,48 +90,9 @@ def reconstruct(model, x0, ts, mode="stochastic", generator=None):
     return ddim_decode(model, x_T, z, ts)
 
 
-def pick_device(name: str) -> torch.device:
-    """--device auto picks cuda, then mps, then cpu."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but no CUDA GPU is available here")
-    return torch.device(name)
-
-
-def add_source_flags(p, n_default):
-    """The flags sample.py and eval.py share: a checkpoint, its weights, images, steps, device."""
-    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
-    p.add_argument("--weights", default="ema", choices=["ema", "model"], help="EMA or raw weights")
-    p.add_argument("--data", default="cifar10", help="'cifar10' or a folder of images")
-    p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"],
-                   help="heldout = CIFAR-10's test split, or the folder's held-out images (data.py)")
-    p.add_argument("--holdout", type=int, default=None, help="held-out count of a folder (default: the checkpoint's)")
-    p.add_argument("--n", type=int, default=n_default, help="images (the first n of the split)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion uses as many again)")
-    p.add_argument("--time-grid", default="uniform", choices=["uniform", "reversed-log"], help="sampling times")
-    p.add_argument("--seed", type=int, default=0, help="seed for x_T")
-    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
-
-
-def load_source(args):
-    """(checkpoint, model on its device, the first --n uint8 images) from add_source_flags' flags."""
-    from checkpoint import build_model, load_checkpoint
-    from data import load_images
-    if args.n < 1 or args.steps < 1:
-        raise ValueError("--n and --steps must be positive")
-    device = pick_device(args.device)
-    ckpt = load_checkpoint(args.ckpt)
-    model = build_model(ckpt, args.weights).to(device)
-    if args.holdout is None:  # the split the checkpoint was trained with
-        args.holdout = ckpt["args"].get("holdout", 1000)
-    images = load_images(args.data, args.split, args.holdout, model.cfg.net.image_size)[:args.n]
-    return ckpt, model, images
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description="Reconstruction and interpolation grids from a checkpoint.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     add_source_flags(p, n_default=8)
     p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
     args = p.parse_args(argv)
@@ -138,24 +100,28 @@ def main(argv=None):
         from torchvision.utils import save_image
 
         from data import to_float
+        out = args.out or os.path.dirname(os.path.abspath(args.ckpt))
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise ValueError(f"--out {out} is a file; give a folder")
+        paths = [os.path.join(out, "reconstructions.png"), os.path.join(out, "interpolation.png")]
+        for path in paths:
+            check_output(path, "--out")
+        if args.n < 2:
+            raise ValueError("--n must be at least 2 (the interpolation strip runs between two images)")
         ckpt, model, images = load_source(args)
-        if len(images) < 2:
-            raise ValueError("need at least 2 images (--n) for the interpolation strip")
         x0 = to_float(images).to(next(model.parameters()).device)
         ts = time_grid(args.steps, args.time_grid)
         g = torch.Generator().manual_seed(args.seed)
         rec_random = reconstruct(model, x0, ts, "stochastic", g)
         rec_inverted = reconstruct(model, x0, ts, "inversion")
-        out = args.out or os.path.dirname(os.path.abspath(args.ckpt))
-        os.makedirs(out, exist_ok=True)
-        rows = torch.cat([x0, rec_random, rec_inverted])
-        save_image((rows + 1) / 2, os.path.join(out, "reconstructions.png"), nrow=args.n, padding=1)
-        strip = interpolate(model, x0[0], x0[1], 8, ts)
-        save_image((strip + 1) / 2, os.path.join(out, "interpolation.png"), nrow=8, padding=1)
+        rows = torch.cat([x0, rec_random, rec_inverted])                        # (3n, C, H, W)
+        strip = interpolate(model, x0[0], x0[1], 8, ts)                         # (8, C, H, W)
+        write_all({paths[0]: lambda f: save_image((rows + 1) / 2, f, format="png", nrow=len(x0), padding=1),
+                   paths[1]: lambda f: save_image((strip + 1) / 2, f, format="png", nrow=8, padding=1)})
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
-    print(f"wrote {out}/reconstructions.png (rows: original | random x_T | inverted x_T; "
-          f"{args.steps} DDIM steps, {args.weights} weights) and {out}/interpolation.png")
+    print(f"wrote {paths[0]} (rows: original | random x_T | inverted x_T; {len(x0)} images, "
+          f"{args.steps} DDIM steps, {args.weights} weights) and {paths[1]}")
 
 
 if __name__ == "__main__":

@@ -132,5 +132,11 @@ def test_bad_checkpoints(tmp_path):
         load_checkpoint(str(tmp_path / "other.pt"))
     ckpt = load_checkpoint(good)
     ckpt["config"]["net"]["base_channels"] = 8  # weights no longer fit the config
-    with pytest.raises(ValueError, match="incompatible"):
+    with pytest.raises(ValueError, match=r"do not fit .* 0 missing, 0 unexpected, \d+ of another shape") as e:
+        build_model(ckpt)
+    assert "\n" not in str(e.value)  # one sentence, not PyTorch's multi-line report
+    ckpt = load_checkpoint(good)
+    ckpt["ema"].pop("decoder.conv_in.bias")
+    ckpt["ema"]["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match="1 missing, 1 unexpected, 0 of another shape"):
         build_model(ckpt)

@@ -1,0 +1,126 @@
+"""Command-line plumbing shared by the scripts (train, sample, eval, bench, experiments, figures).
+
+Nothing here is part of the method: it is how a script picks its device, loads a checkpoint with
+its images, checks the files it will write before the long work starts, and writes them so that
+a failure leaves either all of them or none (never a JSON beside a missing .npz).
+"""
+import argparse
+import os
+import tempfile
+
+import torch
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: X)' unless there is no default (None) or the help already says it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def pick_device(name: str) -> torch.device:
+    """--device auto picks cuda, then mps, then cpu; anything else must exist on this machine."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()) or (index and kind != "cuda"):
+        raise ValueError(f"--device {name!r} is not a device: choose auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name} was asked for, but no CUDA GPU is available here")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                             f"numbered from 0")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps was asked for, but this PyTorch build or machine has no MPS")
+    return torch.device(name)
+
+
+def check_output(path: str, flag: str) -> None:
+    """Fail now, naming the flag, if `path` could not be written later (creates nothing)."""
+    if not path:
+        return
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder; give a file name")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):  # the nearest folder that exists decides
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{flag} {path} cannot be written: {parent} is a file, not a folder")
+    try:  # a nameless temporary file: a real write, which permission bits alone do not show to root
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as e:
+        raise ValueError(f"{flag} {path} cannot be written: {e.strerror or e} in {parent}") from None
+
+
+def write_all(writers: dict) -> None:
+    """{path: function(file object)}: every file is written to path.tmp first, then all are renamed,
+    so that a failure (disk full, say) leaves none of them half-written or missing beside the rest."""
+    tmps = []
+    try:
+        for path, write in writers.items():
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            tmps.append(path + ".tmp")
+            with open(tmps[-1], "wb") as f:
+                write(f)
+    except OSError as e:
+        for tmp in tmps:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise OSError(f"could not write {tmps[-1][:-4]}: {e.strerror or e}; no output was written") from None
+    for tmp, path in zip(tmps, writers):
+        os.replace(tmp, path)
+
+
+def same_data(a: str, b: str) -> bool:
+    """Whether two --data values name the same data set (one folder written as two paths counts)."""
+    if "cifar10" in (a, b):
+        return a == b
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def add_source_flags(p, n_default):
+    """The flags sample.py and eval.py share: a checkpoint, its weights, images, steps, device."""
+    p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
+    p.add_argument("--weights", default="ema", choices=["ema", "model"], help="EMA or raw weights")
+    p.add_argument("--data", default="cifar10", help="'cifar10' or a folder of images")
+    p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"],
+                   help="heldout = CIFAR-10's test split, or the folder's held-out images (data.py)")
+    p.add_argument("--holdout", type=int, default=None,
+                   help="held-out count of a folder (default: the checkpoint's; at most the checkpoint's)")
+    p.add_argument("--n", type=int, default=n_default, help="images (the first n of the split)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion uses as many again)")
+    p.add_argument("--time-grid", default="uniform", choices=["uniform", "reversed-log"], help="sampling times")
+    p.add_argument("--seed", type=int, default=0, help="seed for x_T")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+
+
+def load_source(args):
+    """(checkpoint, model on its device, the first --n uint8 images) from add_source_flags' flags.
+    Refuses what would give a wrong figure: more images than the split holds, or a held-out split
+    larger than the one the checkpoint was trained without."""
+    from checkpoint import build_model, load_checkpoint
+    from data import load_images
+    for flag in ("n", "steps"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag} must be positive, got {getattr(args, flag)}")
+    if args.holdout is not None and args.holdout < 0:
+        raise ValueError(f"--holdout must be >= 0, got {args.holdout}")
+    device = pick_device(args.device)
+    ckpt = load_checkpoint(args.ckpt)
+    model = build_model(ckpt, args.weights).to(device)
+    trained_data, trained_holdout = ckpt["args"].get("data"), ckpt["args"].get("holdout", 1000)
+    if args.holdout is None:  # the split the checkpoint was trained with
+        args.holdout = trained_holdout
+    if (args.split == "heldout" and args.data != "cifar10" and trained_data is not None
+            and same_data(args.data, trained_data) and args.holdout > trained_holdout):
+        raise ValueError(f"--holdout {args.holdout} is more than the {trained_holdout} images this checkpoint "
+                         f"was trained without: {args.holdout - trained_holdout} of them were trained on. "
+                         f"Use --holdout {trained_holdout} or less")
+    images = load_images(args.data, args.split, args.holdout, model.cfg.net.image_size)
+    if args.n > len(images):
+        raise ValueError(f"--n {args.n} is more than the {len(images)} images of the {args.split} split of "
+                         f"{args.data}; pass --n {len(images)} or less")
+    return ckpt, model, images[:args.n]

@@ -1,0 +1,42 @@
+"""What a training run costs: FLOPs per training example (torch's FLOP counter) and this machine's
+matrix-product rate, from which train.py estimates the hours a run would take before starting it.
+"""
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device, dtype=torch.float32, n=2048, seconds=1.0) -> float:
+    """Sustained rate of an n x n matrix product, in GFLOP/s (2 n^3 FLOPs each)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+        sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def train_flops_per_image(model, image_size, device, batch=2) -> float:
+    """FLOPs of one training example (forward + backward of the loss), by torch's FLOP counter."""
+    x0 = torch.randn(batch, model.cfg.net.in_channels, image_size, image_size, device=device)
+    with FlopCounterMode(display=False) as counter:
+        model.loss(x0, 0).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / batch
+
+
+def estimate_hours(model, image_size, examples, device):
+    """(GFLOP per training image, hours) of a training run on this device, assuming the step runs at
+    half the matmul rate (it ran at 0.9-1.4x on the test machine: results/bench-*.json)."""
+    flops = train_flops_per_image(model, image_size, device)
+    return flops / 1e9, flops * examples / (0.5 * matmul_gflops(device) * 1e9) / 3600
