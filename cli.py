@@ -12,10 +12,10 @@ import torch
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows '(default: X)' unless there is no default (None) or the help already says it."""
+    """Shows '(default: X)' unless there is none (None, or False for a switch) or the help says it."""
 
     def _get_help_string(self, action):
-        if action.default is None or "default" in (action.help or ""):
+        if action.default is None or action.default is False or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 

@@ -1,15 +1,20 @@
-"""The ablation of Khungurn et al. 2025 (their CIFAR-10 table) at CPU scale: five training recipes,
-each trained with the same preset and budget of examples, each evaluated the same way on held-out
-images. Re-running skips what is done; results go to results/ablation/<variant>.json.
+"""The ablation of Khungurn et al. 2025 (their CIFAR-10 table) at CPU scale, as one resumable command.
+
+Five training recipes, each trained with the same preset and budget of examples, each evaluated
+the same way on held-out images. Results go to results/ablation/<variant>.json (with the training
+log beside it); a variant whose result exists is skipped, and said so: --force re-runs it, and
+--results DIR writes elsewhere. An interrupted training resumes from its checkpoint.
 
     python experiments.py --data ../shared/data/cifar10-jpeg/train
 """
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
+
+from cli import HelpFormatter, write_all
+from train import PRESETS
 
 # name: (train flags, decoding steps). Phase 1 only has only ever seen t = 1: decode it in one step
 # (x0_hat from pure noise and z), the only way that uses what it learned.
@@ -22,9 +27,16 @@ VARIANTS = {
 }
 
 
+class StepFailed(Exception):
+    pass
+
+
 def run(cmd):
+    """Run one step; a failure becomes one line (the step's own error is printed just above it)."""
     print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
+    code = subprocess.run(cmd).returncode
+    if code != 0:
+        raise StepFailed(f"{os.path.basename(cmd[1])} exited with status {code}: {' '.join(cmd[1:])}")
 
 
 # What the paper reports for each variant on CIFAR-10 at full scale (../shared/PAPERS.md): PSNR, SSIM
@@ -49,48 +61,106 @@ def table(results):
     return "\n".join(lines)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", required=True, help="image folder (its held-out part is used for evaluation)")
-    p.add_argument("--preset", default="cpu", help="train.py preset for every variant")
-    p.add_argument("--examples", type=int, default=None, help="training examples per variant (default: the preset's)")
+def positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be positive, got {v}")
+    return v
+
+
+def stale_reason(result: str, args) -> str:
+    """Why an existing result does not answer this invocation ('' if it does)."""
+    try:
+        with open(result) as f:
+            recs = json.load(f)
+        examples = recs[0]["examples"]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return "it is not a result written by this script"
+    wanted = args.examples if args.examples is not None else PRESETS[args.preset]["examples"]
+    if examples != wanted:
+        return f"it is of {examples:,} training examples, not the {wanted:,} asked for"
+    return ""
+
+
+def run_variant(name, flags, steps, args):
+    out, result = os.path.join(args.runs, name), os.path.join(args.results, f"{name}.json")
+    ckpt, done = os.path.join(out, "ckpt.pt"), os.path.join(out, "done")
+    py = sys.executable
+    extra = ["--examples", str(args.examples)] if args.examples is not None else []
+    if args.force and os.path.exists(done):
+        os.remove(done)  # train again: train.py --overwrite sets the old run aside until its first checkpoint
+        mode = ["--overwrite"]
+    else:
+        mode = ["--resume"] if os.path.exists(ckpt) else ["--overwrite"] if os.path.exists(out) else []
+    if not os.path.exists(done):
+        run([py, "train.py", "--preset", args.preset, "--data", args.data, "--out", out, "--device", args.device,
+             *flags, *extra, *mode])
+        open(done, "w").close()
+    records = []
+    modes = [("stochastic", args.n)] + ([("inversion", args.n_inversion)] if steps > 1 else [])
+    for mode, n in modes:
+        tmp = os.path.join(out, f"eval-{mode}.json")
+        run([py, "eval.py", "--ckpt", ckpt, "--data", args.data, "--split", "heldout", "--n", str(n),
+             "--steps", str(steps), "--mode", mode, "--device", args.device, "--json", tmp,
+             "--grid", os.path.join(out, f"grid-{mode}.png"), "--save", os.path.join(out, f"eval-{mode}.npz")])
+        with open(tmp) as f:
+            records.append(json.load(f))
+    with open(os.path.join(out, "log.jsonl"), "rb") as f:
+        log = f.read()
+    # the result and its training log replace the old ones together, and only now
+    write_all({os.path.join(args.results, f"{name}.log.jsonl"): lambda f: f.write(log),
+               result: lambda f: f.write(json.dumps(records, indent=2).encode())})
+    print(f"{name}: wrote {result}", flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--data", help="image folder (its held-out part is used for evaluation); needed unless --table")
+    p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="train.py preset for every variant")
+    p.add_argument("--examples", type=positive, default=None, help="training examples per variant (default: the preset's)")
     p.add_argument("--runs", default="runs/ablation", help="where the run folders go")
     p.add_argument("--results", default="results/ablation", help="where the eval JSON goes")
-    p.add_argument("--n", type=int, default=1000, help="held-out images for the stochastic evaluation")
-    p.add_argument("--n-inversion", type=int, default=250, help="held-out images for the inversion evaluation")
-    p.add_argument("--only", nargs="*", default=None, help="variant names to run (default: all)")
+    p.add_argument("--n", type=positive, default=1000, help="held-out images for the stochastic evaluation")
+    p.add_argument("--n-inversion", type=positive, default=250, help="held-out images for the inversion evaluation")
+    p.add_argument("--only", nargs="+", choices=list(VARIANTS), metavar="VARIANT",
+                   help="variants to run (default: all): " + ", ".join(VARIANTS))
+    p.add_argument("--force", action="store_true", help="re-run variants whose results exist (each is replaced "
+                   "only when its new result is complete)")
     p.add_argument("--device", default="auto", help="device for training and evaluation")
-    p.add_argument("--table", action="store_true", help="print the results table (markdown) and exit")
-    args = p.parse_args()
+    p.add_argument("--table", action="store_true", help="print the results table (markdown) from --results and exit")
+    args = p.parse_args(argv)
     if args.table:
+        if not any(os.path.exists(os.path.join(args.results, f"{name}.json")) for name in VARIANTS):
+            sys.exit(f"error: --table: no results in {args.results} (run the experiments first)")
         print(table(args.results))
         return
-    os.makedirs(args.results, exist_ok=True)
-    py = sys.executable
-    for name, (flags, steps) in VARIANTS.items():
-        if args.only and name not in args.only:
-            continue
-        out, result = os.path.join(args.runs, name), os.path.join(args.results, f"{name}.json")
-        if os.path.exists(result):
-            continue
-        ckpt = os.path.join(out, "ckpt.pt")
-        extra = ["--examples", str(args.examples)] if args.examples else []
-        if not os.path.exists(os.path.join(out, "done")):
-            resume = ["--resume"] if os.path.exists(ckpt) else []
-            run([py, "train.py", "--preset", args.preset, "--data", args.data, "--out", out, "--device", args.device,
-                 *flags, *extra, *resume])
-            open(os.path.join(out, "done"), "w").close()
-        shutil.copy(os.path.join(out, "log.jsonl"), os.path.join(args.results, f"{name}.log.jsonl"))
-        records = []
-        modes = [("stochastic", args.n)] + ([("inversion", args.n_inversion)] if steps > 1 else [])
-        for mode, n in modes:
-            tmp = os.path.join(out, f"eval-{mode}.json")
-            run([py, "eval.py", "--ckpt", ckpt, "--data", args.data, "--split", "heldout", "--n", str(n),
-                 "--steps", str(steps), "--mode", mode, "--device", args.device, "--json", tmp,
-                 "--grid", os.path.join(out, f"grid-{mode}.png"), "--save", os.path.join(out, f"eval-{mode}.npz")])
-            records.append(json.load(open(tmp)))
-        with open(result, "w") as f:
-            json.dump(records, f, indent=2)
+    if args.data is None:
+        p.error("--data is required (the image folder to train and evaluate on)")
+    if not os.path.isdir(args.data):
+        sys.exit(f"error: --data {args.data} is not a folder of images")
+    todo = []
+    for name in args.only or VARIANTS:
+        result = os.path.join(args.results, f"{name}.json")
+        if os.path.exists(result) and not args.force:
+            reason = stale_reason(result, args)
+            if reason:
+                sys.exit(f"error: {result} exists but {reason}: pass --force to replace it, or --results DIR")
+            print(f"skip {name}: {result} exists (--force re-runs it; --results DIR writes elsewhere)")
+        else:
+            todo.append(name)
+    if not todo:
+        print(f"nothing to do: every variant asked for has its result in {args.results}")
+        return
+    try:
+        for name in todo:
+            run_variant(name, *VARIANTS[name], args)
+    except StepFailed as e:
+        sys.exit(f"error: {e}; nothing of this variant was written to {args.results}, re-run to resume")
+    except KeyboardInterrupt:
+        sys.exit("error: interrupted; re-run the same command to resume (finished variants are kept)")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
 import argparse
 import json
 import os
+import sys
 
 import matplotlib
 
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from cli import HelpFormatter  # noqa: E402
 from schedules import Schedule, time_grid  # noqa: E402
 
 SCHEDULES = ["linear", "cosine", "sc2", "sc4", "sc8", "rf"]
@@ -69,6 +71,7 @@ def curves_figure(results, path):
 
 
 def reconstructions_figure(runs, path, k=10):
+    """Originals above each run's stochastic reconstructions; False if no run has them."""
     rows, names = [], []
     for name in sorted(os.listdir(runs)):
         f = os.path.join(runs, name, "eval-stochastic.npz")
@@ -79,6 +82,8 @@ def reconstructions_figure(runs, path, k=10):
                 names.append("original")
             rows.append(d["reconstructions"][:k])
             names.append(name)
+    if not rows:
+        return False
     fig, axes = plt.subplots(len(rows), 1, figsize=(k * 0.9, len(rows) * 1.05))
     for ax, row, name in zip(axes, rows, names):
         ax.imshow(np.concatenate(list(row.transpose(0, 2, 3, 1)), axis=1))
@@ -87,6 +92,7 @@ def reconstructions_figure(runs, path, k=10):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True
 
 
 def interpolation_figure(ckpt_path, data, path, steps=50):
@@ -95,8 +101,13 @@ def interpolation_figure(ckpt_path, data, path, steps=50):
     from sample import interpolate
     ckpt = load_checkpoint(ckpt_path)
     model = build_model(ckpt)
-    images = to_float(load_images(data, "heldout", ckpt["args"]["holdout"]))
-    rows = [interpolate(model, images[a], images[b], 8, time_grid(steps)) for a, b in [(0, 500), (200, 900)]]
+    images = to_float(load_images(data, "heldout", ckpt["args"]["holdout"], model.cfg.net.image_size))
+    n = len(images)
+    if n < 2:
+        raise ValueError(f"the interpolation figure needs 2 held-out images; {data} has {n}")
+    # two pairs spread over the held-out split (images 0-500 and 200-900 of CIFAR's 1,000)
+    pairs = [(0, n // 2), (n // 5, 9 * n // 10)]
+    rows = [interpolate(model, images[a], images[b], 8, time_grid(steps)) for a, b in pairs]
     strip = torch.cat([torch.cat(list(r), dim=2) for r in rows], dim=1)        # (3, 2H, 8W)
     fig, ax = plt.subplots(figsize=(8, 2.2))
     ax.imshow(((strip.permute(1, 2, 0) + 1) / 2).clamp(0, 1).numpy())
@@ -107,23 +118,40 @@ def interpolation_figure(ckpt_path, data, path, steps=50):
     plt.close(fig)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--data", help="the image folder the ablation used (for the interpolation figure)")
     p.add_argument("--runs", default="runs/ablation", help="experiments.py's run folders")
     p.add_argument("--results", default="results/ablation", help="experiments.py's results")
     p.add_argument("--out", default="figures", help="output folder")
-    args = p.parse_args()
-    os.makedirs(args.out, exist_ok=True)
-    schedules_figure(os.path.join(args.out, "schedules.png"))
-    if os.path.isdir(args.results):
-        curves_figure(args.results, os.path.join(args.out, "training_curves.png"))
-    if os.path.isdir(args.runs):
-        reconstructions_figure(args.runs, os.path.join(args.out, "reconstructions.png"))
+    args = p.parse_args(argv)
+    try:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out} is a file; give a folder")
+        os.makedirs(args.out, exist_ok=True)
+        done, skipped = ["schedules.png"], []
+        schedules_figure(os.path.join(args.out, "schedules.png"))
+        if os.path.isdir(args.results) and any(f.endswith(".log.jsonl") for f in os.listdir(args.results)):
+            curves_figure(args.results, os.path.join(args.out, "training_curves.png"))
+            done.append("training_curves.png")
+        else:
+            skipped.append(f"training_curves.png (no training logs in {args.results})")
+        if os.path.isdir(args.runs) and reconstructions_figure(args.runs, os.path.join(args.out, "reconstructions.png")):
+            done.append("reconstructions.png")
+        else:
+            skipped.append(f"reconstructions.png (no eval-stochastic.npz in the run folders of {args.runs}; "
+                           f"run experiments.py first)")
         ckpt = os.path.join(args.runs, "4-sc4-v-2phase", "ckpt.pt")
-        if args.data and os.path.exists(ckpt):
+        if not args.data:
+            skipped.append("interpolation.png (needs --data)")
+        elif not os.path.exists(ckpt):
+            skipped.append(f"interpolation.png (no checkpoint {ckpt})")
+        else:
             interpolation_figure(ckpt, args.data, os.path.join(args.out, "interpolation.png"))
-    print(f"figures written to {args.out}/")
+            done.append("interpolation.png")
+    except (ValueError, OSError) as e:
+        sys.exit(f"error: {e}")
+    print(f"wrote {', '.join(done)} to {args.out}/" + "".join(f"\nskipped {s}" for s in skipped))
 
 
 if __name__ == "__main__":

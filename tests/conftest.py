@@ -36,3 +36,21 @@ def run_cli(script, *args, timeout=300):
     p = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
                        timeout=timeout, env=env, cwd=ROOT)
     return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(image_folder, tmp_path_factory):
+    """A checkpoint of the tiny network after 32 examples, trained on image_folder with 8 held out."""
+    out = str(tmp_path_factory.mktemp("run"))
+    code, _, err = run_cli("train.py", *TINY_FLAGS, "--data", image_folder, "--out", out, "--examples", "32")
+    assert code == 0, err
+    return os.path.join(out, "ckpt.pt")
+
+
+def exits_with(main, argv, capsys=None) -> str:
+    """Run a script's main(argv) in this process, expecting it to stop with one error line: that line."""
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    message = e.value.code
+    assert isinstance(message, str) and message.startswith("error:") and "\n" not in message.strip(), message
+    return message

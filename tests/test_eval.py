@@ -50,14 +50,6 @@ def test_ssim_drops_with_noise():
     assert values[0] > values[1] > values[2]
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(image_folder, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("run"))
-    code, _, err = run_cli("train.py", *TINY_FLAGS, "--data", image_folder, "--out", out, "--examples", "32")
-    assert code == 0, err
-    return os.path.join(out, "ckpt.pt")
-
-
 @pytest.mark.parametrize("mode", ["stochastic", "inversion"])
 def test_eval_cli(tiny_ckpt, image_folder, tmp_path, mode):
     js, npz, png = str(tmp_path / "e.json"), str(tmp_path / "e.npz"), str(tmp_path / "g.png")

@@ -1,0 +1,195 @@
+"""The scripts around training: wrong results are refused, outputs are checked before the work and
+written together, and bad input gets one line (sample, eval, bench, figures, experiments, devices)."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import bench
+import eval as eval_script
+import experiments
+import figures
+import sample
+from cli import pick_device, write_all
+from conftest import exits_with
+
+
+@pytest.mark.parametrize("name", ["cpu", "auto"])
+def test_pick_device_accepts_real_devices(name):
+    assert pick_device(name).type in ("cpu", "cuda", "mps")
+
+
+@pytest.mark.parametrize("name", ["bogus", "CPU", "cuda:x", "mps:0", "xpu", "meta"])
+def test_pick_device_refuses_the_rest(name):
+    with pytest.raises(ValueError, match="is not a device: choose auto, cpu, cuda, cuda:N or mps"):
+        pick_device(name)
+
+
+def test_write_all_writes_every_file_or_none(tmp_path):
+    a, b = str(tmp_path / "a.json"), str(tmp_path / "b.npz")
+
+    def fails(f):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="could not write .*b.npz: No space left on device; no output was written"):
+        write_all({a: lambda f: f.write(b"{}"), b: fails})
+    assert os.listdir(tmp_path) == []
+    write_all({a: lambda f: f.write(b"{}"), b: lambda f: f.write(b"x")})
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.npz"]
+
+
+def source(tiny_ckpt, image_folder, *more):
+    return ["--ckpt", tiny_ckpt, "--data", image_folder, "--device", "cpu", "--steps", "2", *more]
+
+
+@pytest.mark.parametrize("main", [sample.main, eval_script.main])
+def test_more_images_than_the_split_is_refused(main, tiny_ckpt, image_folder):
+    message = exits_with(main, source(tiny_ckpt, image_folder, "--n", "50"))
+    assert "--n 50 is more than the 8 images of the heldout split" in message
+
+
+def test_a_larger_holdout_than_trained_with_is_refused(tiny_ckpt, image_folder, tmp_path):
+    message = exits_with(eval_script.main, source(tiny_ckpt, image_folder, "--holdout", "20", "--n", "4"))
+    assert "--holdout 20 is more than the 8 images" in message and "12 of them were trained on" in message
+    js = str(tmp_path / "e.json")  # a smaller one is a subset of the held-out images: fine
+    eval_script.main(source(tiny_ckpt, image_folder, "--holdout", "4", "--n", "4", "--json", js))
+    assert json.load(open(js))["n"] == 4
+
+
+def test_sample_grid_rows_hold_the_images_there_are(tiny_ckpt, image_folder, tmp_path):
+    from PIL import Image
+    sample.main(source(tiny_ckpt, image_folder, "--n", "3", "--out", str(tmp_path)))
+    w, h = Image.open(tmp_path / "reconstructions.png").size
+    assert (w, h) == (1 + 3 * 17, 1 + 3 * 17)  # 3 columns and 3 rows of 16-px images, 1-px padding
+
+
+@pytest.mark.parametrize("flag,path,message", [
+    ("--json", "/etc/passwd/e.json", "is a file, not a folder"),
+    ("--save", "/proc/e.npz", "cannot be written"),
+    ("--grid", "FOLDER", "is a folder; give a file name"),
+])
+def test_eval_outputs_are_checked_before_the_work(flag, path, message, tiny_ckpt, image_folder, tmp_path,
+                                                  monkeypatch):
+    def no_work(*a, **k):
+        raise AssertionError("reconstruction started before the outputs were checked")
+
+    monkeypatch.setattr(eval_script, "reconstruct_all", no_work)
+    js = str(tmp_path / "e.json")
+    path = str(tmp_path) if path == "FOLDER" else path
+    more = [flag, path] + (["--json", js] if flag != "--json" else [])
+    text = exits_with(eval_script.main, source(tiny_ckpt, image_folder, "--n", "4", *more))
+    assert flag in text and message in text and not os.path.exists(js)
+
+
+def test_fid_dependency_is_checked_before_the_work(tiny_ckpt, image_folder, monkeypatch):
+    def no_work(*a, **k):
+        raise AssertionError("reconstruction started before --fid's dependency was checked")
+
+    monkeypatch.setattr(eval_script, "reconstruct_all", no_work)
+    assert "--fid" in exits_with(eval_script.main, source(tiny_ckpt, image_folder, "--n", "4", "--fid"))
+
+
+def test_bench_json_and_table_errors(tmp_path):
+    assert "--json /etc/passwd/b.json cannot be written" in exits_with(
+        bench.main, ["--device", "cpu", "--json", "/etc/passwd/b.json"])
+    assert "is not a device" in exits_with(bench.main, ["--device", "bogus"])
+    assert "cannot read /no/such.json" in exits_with(bench.main, ["--table", "/no/such.json"])
+    (tmp_path / "x.json").write_text("not json")
+    assert "is not a JSON file written by bench.py" in exits_with(bench.main, ["--table", str(tmp_path / "x.json")])
+
+
+def test_bench_table_prints_the_committed_results(capsys):
+    bench.main(["--table", "results/bench-cpu.json"])
+    assert "| `results/bench-cpu.json` | cpu | cpu | 32 | 4.44M |" in capsys.readouterr().out
+
+
+def test_figures_refuses_a_file_as_out_and_says_what_it_skips(tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    assert "is a file" in exits_with(figures.main, ["--out", str(tmp_path / "f")])
+    figures.main(["--out", str(tmp_path / "figs"), "--runs", str(tmp_path / "none"), "--results",
+                  str(tmp_path / "none"), "--data", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "wrote schedules.png" in out and "skipped reconstructions.png" in out and "no checkpoint" in out
+
+
+def test_figures_interpolation_fits_a_small_split(tiny_ckpt, image_folder, tmp_path):
+    runs = tmp_path / "runs" / "4-sc4-v-2phase"
+    runs.mkdir(parents=True)
+    os.symlink(tiny_ckpt, runs / "ckpt.pt")  # a held-out split of 8 images, not 1,000
+    figures.main(["--out", str(tmp_path / "figs"), "--runs", str(tmp_path / "runs"), "--data", image_folder])
+    assert os.path.getsize(tmp_path / "figs" / "interpolation.png") > 1000
+
+
+@pytest.fixture
+def results(tmp_path):
+    d = tmp_path / "results"
+    d.mkdir()
+    (d / "2-sc4-v-1phase.json").write_text(json.dumps([{"examples": 80_000}]))
+    return d
+
+
+def test_experiments_say_what_they_skip(results, image_folder, capsys):
+    experiments.main(["--data", image_folder, "--results", str(results), "--only", "2-sc4-v-1phase"])
+    out = capsys.readouterr().out
+    assert "skip 2-sc4-v-1phase" in out and "--force" in out and "nothing to do" in out
+
+
+def test_experiments_refuse_a_result_of_another_budget(results, image_folder):
+    message = exits_with(experiments.main, ["--data", image_folder, "--results", str(results), "--examples", "16",
+                                            "--only", "2-sc4-v-1phase"])
+    assert "80,000 training examples, not the 16 asked for" in message
+
+
+@pytest.mark.parametrize("flags", [["--only", "4-sc4-v"], ["--examples", "0"], ["--n", "-1"]])
+def test_experiments_reject_bad_names_and_counts(flags, image_folder):
+    with pytest.raises(SystemExit) as e:
+        experiments.main(["--data", image_folder, *flags])
+    assert e.value.code == 2  # argparse's usage error, naming the flag
+
+
+def test_experiments_turn_a_failing_step_into_one_line(image_folder, results, tmp_path, capfd):
+    # train.py's default --holdout 1000 cannot be met by a 48-image folder: the child fails at once
+    message = exits_with(experiments.main, ["--data", image_folder, "--results", str(results), "--runs",
+                                            str(tmp_path / "runs"), "--only", "1-diffae-linear-eps"])
+    assert "train.py exited with status 1" in message and "re-run to resume" in message
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "--holdout 1000 leaves no training images" in err
+    assert sorted(os.listdir(results)) == ["2-sc4-v-1phase.json"]
+
+
+def test_experiments_force_retrains_and_replaces_only_at_the_end(results, image_folder, tmp_path, monkeypatch):
+    run_dir = tmp_path / "runs" / "2-sc4-v-1phase"
+    run_dir.mkdir(parents=True)
+    (run_dir / "done").write_text("")
+    calls = []
+
+    def fake_run(cmd):  # stands in for train.py / eval.py; checks the old result is still there meanwhile
+        calls.append(cmd)
+        assert json.load(open(results / "2-sc4-v-1phase.json")) == [{"examples": 80_000}]
+        if "eval.py" in cmd[1]:
+            js = cmd[cmd.index("--json") + 1]
+            open(js, "w").write(json.dumps({"mode": cmd[cmd.index("--mode") + 1], "examples": 80_000}))
+        else:
+            (run_dir / "log.jsonl").write_text('{"step": 1}\n')
+
+    monkeypatch.setattr(experiments, "run", fake_run)
+    experiments.main(["--data", image_folder, "--results", str(results), "--runs", str(tmp_path / "runs"),
+                      "--only", "2-sc4-v-1phase", "--force"])
+    assert "train.py" in calls[0][1] and "--overwrite" in calls[0]
+    assert [r["mode"] for r in json.load(open(results / "2-sc4-v-1phase.json"))] == ["stochastic", "inversion"]
+    assert (results / "2-sc4-v-1phase.log.jsonl").read_text() == '{"step": 1}\n'
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    from PIL import Image
+
+    from data import load_images
+    v16 = (np.arange(16 * 16, dtype=np.uint16).reshape(16, 16) * 257)             # 0 .. 65535 in 257 steps
+    Image.fromarray(v16).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode.startswith("I;16")
+    x = load_images(str(tmp_path), "all", 0, 16)
+    expected = torch.from_numpy((v16 // 257).astype(np.uint8))
+    assert torch.equal(x[0, 0], expected) and torch.equal(x[0, 1], expected) and torch.equal(x[0, 2], expected)
