@@ -14,6 +14,7 @@ import time
 
 import torch
 
+import flags
 import train
 from cli import HelpFormatter, check_output, pick_device, write_all
 from cost import matmul_gflops, sync, train_flops_per_image
@@ -50,7 +51,7 @@ def table(paths) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description="Throughput of a preset's training step and DDIM decoding.",
                                 formatter_class=HelpFormatter)
-    p.add_argument("--preset", default="cpu", choices=list(train.PRESETS), help="network and training preset")
+    p.add_argument("--preset", default="cpu", choices=list(flags.PRESETS), help="network and training preset")
     p.add_argument("--batch-size", type=int, default=32, help="batch size of the measured training step")
     p.add_argument("--steps", type=int, default=5, help="timed training steps (after 2 warm-up steps)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
@@ -79,9 +80,9 @@ def main(argv=None):
 
 
 def measure(args, device) -> dict:
-    targs = train.parse_args(["--preset", args.preset])
+    targs = flags.parse_args(["--preset", args.preset])
     torch.manual_seed(0)
-    model = DiffusionAutoencoder(train.model_config(targs)).to(device)
+    model = DiffusionAutoencoder(flags.model_config(targs)).to(device)
     channels_last = train.use_channels_last(device) if args.channels_last == "auto" else args.channels_last == "on"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)

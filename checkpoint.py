@@ -131,3 +131,22 @@ def drop_set_aside(aside) -> None:
 def find_set_aside(out: str) -> list:
     """Runs set aside by an --overwrite that never reached its first checkpoint."""
     return sorted(glob.glob(os.path.join(out, "replaced-*")))
+
+
+def prepare_run_folder(args):
+    """Checks of --out before any work: (checkpoint to resume or None). Deletes nothing."""
+    ckpt_path, log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out} is a file; give a folder for the run")
+    aside = find_set_aside(args.out)
+    note = f" ({aside[-1]} holds a run that an interrupted --overwrite set aside)" if aside else ""
+    if args.resume:
+        if not os.path.exists(ckpt_path):
+            raise ValueError(f"--resume: no checkpoint in {args.out} to resume from{note}")
+        return load_checkpoint(ckpt_path)
+    if os.path.exists(ckpt_path) or os.path.exists(log_path):
+        if not args.overwrite:
+            what = "a run" if os.path.exists(ckpt_path) else "the log of a run that never wrote a checkpoint"
+            raise ValueError(f"{args.out} already holds {what}: pass --resume to continue it, "
+                             f"--overwrite to replace it, or another --out")
+    return None

@@ -14,7 +14,7 @@ import subprocess
 import sys
 
 from cli import HelpFormatter, write_all
-from train import PRESETS
+from flags import PRESETS
 
 # name: (train flags, decoding steps). Phase 1 only has only ever seen t = 1: decode it in one step
 # (x0_hat from pure noise and z), the only way that uses what it learned.
@@ -36,7 +36,8 @@ def run(cmd):
     print("+", " ".join(cmd), flush=True)
     code = subprocess.run(cmd).returncode
     if code != 0:
-        raise StepFailed(f"{os.path.basename(cmd[1])} exited with status {code}: {' '.join(cmd[1:])}")
+        raise StepFailed(f"{os.path.basename(cmd[1])} exited with status {code}: {' '.join(cmd[1:])} "
+                         f"(re-run to resume)")
 
 
 # What the paper reports for each variant on CIFAR-10 at full scale (../shared/PAPERS.md): PSNR, SSIM
@@ -85,20 +86,34 @@ def stale_reason(result: str, args) -> str:
     return ""
 
 
+def done_command(path):
+    """The training command recorded when a variant's training finished (None if unreadable)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def run_variant(name, flags, steps, args):
     out, result = os.path.join(args.runs, name), os.path.join(args.results, f"{name}.json")
     ckpt, done = os.path.join(out, "ckpt.pt"), os.path.join(out, "done")
     py = sys.executable
     extra = ["--examples", str(args.examples)] if args.examples is not None else []
+    command = ["train.py", "--preset", args.preset, "--data", os.path.realpath(args.data), *flags, *extra]
+    if os.path.exists(done) and done_command(done) != command:
+        if not args.force:
+            raise StepFailed(f"{out} holds a finished training with other flags than {' '.join(command)}: "
+                             f"pass --force to retrain it, or --runs DIR")
     if args.force and os.path.exists(done):
         os.remove(done)  # train again: train.py --overwrite sets the old run aside until its first checkpoint
         mode = ["--overwrite"]
     else:
         mode = ["--resume"] if os.path.exists(ckpt) else ["--overwrite"] if os.path.exists(out) else []
     if not os.path.exists(done):
-        run([py, "train.py", "--preset", args.preset, "--data", args.data, "--out", out, "--device", args.device,
-             *flags, *extra, *mode])
-        open(done, "w").close()
+        run([py, *command, "--out", out, "--device", args.device, *mode])
+        with open(done, "w") as f:  # what was trained, so that a later call with other flags is not evaluated on it
+            json.dump(command, f)
     records = []
     modes = [("stochastic", args.n)] + ([("inversion", args.n_inversion)] if steps > 1 else [])
     for mode, n in modes:
@@ -158,7 +173,7 @@ def main(argv=None):
         for name in todo:
             run_variant(name, *VARIANTS[name], args)
     except StepFailed as e:
-        sys.exit(f"error: {e}; nothing of this variant was written to {args.results}, re-run to resume")
+        sys.exit(f"error: {e}; nothing of this variant was written to {args.results}")
     except KeyboardInterrupt:
         sys.exit("error: interrupted; re-run the same command to resume (finished variants are kept)")
 

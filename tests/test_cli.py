@@ -160,6 +160,17 @@ def test_experiments_turn_a_failing_step_into_one_line(image_folder, results, tm
     assert sorted(os.listdir(results)) == ["2-sc4-v-1phase.json"]
 
 
+def test_experiments_refuse_a_finished_training_of_other_flags(results, image_folder, tmp_path, monkeypatch):
+    """A run folder trained for another budget is never evaluated as this one's result."""
+    run_dir = tmp_path / "runs" / "1-diffae-linear-eps"
+    run_dir.mkdir(parents=True)
+    (run_dir / "done").write_text(json.dumps(["train.py", "--preset", "cpu", "--examples", "5"]))
+    monkeypatch.setattr(experiments, "run", lambda cmd: pytest.fail(f"ran {cmd}"))
+    message = exits_with(experiments.main, ["--data", image_folder, "--results", str(results), "--runs",
+                                            str(tmp_path / "runs"), "--only", "1-diffae-linear-eps"])
+    assert "holds a finished training with other flags" in message and "--runs DIR" in message
+
+
 def test_experiments_force_retrains_and_replaces_only_at_the_end(results, image_folder, tmp_path, monkeypatch):
     run_dir = tmp_path / "runs" / "2-sc4-v-1phase"
     run_dir.mkdir(parents=True)

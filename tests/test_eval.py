@@ -8,7 +8,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from conftest import TINY_FLAGS, run_cli
+from conftest import run_cli
 from eval import psnr, ssim
 
 

@@ -43,9 +43,9 @@ def test_output_conv_zero_initialised():
 
 def test_paper_network_size_and_one_step():
     """The paper preset: DDPM's CIFAR-10 UNet (35.7M) as decoder + its down path as encoder."""
-    import train
-    args = train.parse_args(["--preset", "paper"])
-    m = DiffusionAutoencoder(train.model_config(args))
+    import flags
+    args = flags.parse_args(["--preset", "paper"])
+    m = DiffusionAutoencoder(flags.model_config(args))
     assert count_params(m.decoder) == 40_868_099 and count_params(m) == 52_901_251
     opt = torch.optim.Adam(m.parameters(), lr=1e-4)
     loss = m.loss(torch.rand(2, 3, 32, 32) * 2 - 1, n_phase1=1)

@@ -11,6 +11,7 @@ import time
 import pytest
 import torch
 
+import flags as train_flags
 import train
 from checkpoint import save_checkpoint
 from conftest import ROOT, TINY_FLAGS, exits_with, run_cli
@@ -37,21 +38,21 @@ def wait_for_log_lines(proc, out, n, timeout=120):
 
 
 def test_resume_takes_every_untyped_flag_from_the_checkpoint():
-    saved = train.plain_args(train.parse_args(["--preset", "cpu", "--out", "runs/x", "--device", "cpu"]))
-    args = train.merge_resume_args(train.parse_args(["--out", "runs/x", "--resume"]), saved)
+    saved = train_flags.plain_args(train_flags.parse_args(["--preset", "cpu", "--out", "runs/x", "--device", "cpu"]))
+    args = train_flags.merge_resume_args(train_flags.parse_args(["--out", "runs/x", "--resume"]), saved)
     # the paper preset's intervals (this invocation's defaults) must not replace the cpu run's
     assert (args.log_every, args.ckpt_every, args.sample_every) == (10, 8_000, 16_000)
     assert args.device == "cpu" and args.preset == "cpu" and args.examples == 80_000
-    typed = train.merge_resume_args(train.parse_args(["--out", "runs/x", "--resume", "--log-every", "3"]), saved)
+    typed = train_flags.merge_resume_args(train_flags.parse_args(["--out", "runs/x", "--resume", "--log-every", "3"]), saved)
     assert typed.log_every == 3 and typed.ckpt_every == 8_000
 
 
 def test_resume_accepts_the_same_folder_written_another_way(image_folder):
-    saved = train.plain_args(train.parse_args([*TINY_FLAGS, "--data", image_folder]))
-    args = train.merge_resume_args(train.parse_args(["--resume", "--data", image_folder + "/./"]), saved)
+    saved = train_flags.plain_args(train_flags.parse_args([*TINY_FLAGS, "--data", image_folder]))
+    args = train_flags.merge_resume_args(train_flags.parse_args(["--resume", "--data", image_folder + "/./"]), saved)
     assert args.data == image_folder + "/./"
     with pytest.raises(ValueError, match="--data /elsewhere"):
-        train.merge_resume_args(train.parse_args(["--resume", "--data", "/elsewhere"]), saved)
+        train_flags.merge_resume_args(train_flags.parse_args(["--resume", "--data", "/elsewhere"]), saved)
 
 
 def test_ctrl_c_checkpoints_and_resume_logs_true_averages(image_folder, tmp_path):
@@ -176,6 +177,6 @@ def test_bad_flags_name_the_flag(flags, message, one_image, image_folder, tmp_pa
 
 
 def test_help_shows_preset_values_not_none():
-    text = train.build_parser().format_help()
+    text = train_flags.build_parser().format_help()
     assert "(default: None)" not in text and "(default: False)" not in text
     assert "paper: 32000000; cpu: 80000" in text and "paper: 100; cpu: 10" in text

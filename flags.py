@@ -1,0 +1,156 @@
+"""train.py's flags: the presets, parsing with per-flag checks, and what --resume keeps.
+
+Every flag whose default comes from --preset lists each preset's value in --help. parse_args records
+which flags were typed, so that a resumed run takes every other flag from its checkpoint.
+"""
+import argparse
+import math
+
+from cli import HelpFormatter, same_data
+from dae import DAEConfig
+from schedules import Schedule
+from unet import UNetConfig
+
+# 'paper': DDPM's CIFAR-10 UNet (Ho et al. 2020) as DiffAE's decoder, its down path as the encoder,
+# z 512, Adam 1e-4, EMA 0.9999 (DiffAE), 32M examples (Khungurn et al.). Batch 128 is our reading.
+# 'cpu': a small network that learns as much as it can in ~15 minutes on 2 CPU cores (README, Speed).
+PRESETS = {
+    "paper": dict(base_channels=128, channel_mult="1,2,2,2", num_res_blocks=2, attn="16", dropout=0.1,
+                  enc_channel_mult="1,2,2,2", enc_num_res_blocks=2, enc_pool="mean", z_dim=512,
+                  z_map_channels=0, batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
+                  examples=32_000_000, log_every=100, sample_every=1_000_000, ckpt_every=1_000_000),
+    "cpu": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=1, attn="", dropout=0.0,
+                enc_channel_mult="1,2,2", enc_num_res_blocks=1, enc_pool="flatten", z_dim=512,
+                z_map_channels=16, batch_size=32, lr=1e-3, warmup=5_000, lr_decay="cosine", ema_decay=0.995,
+                examples=80_000, log_every=10, sample_every=16_000, ckpt_every=8_000),
+}
+# Flags that may change when a run is resumed: they do not change what is computed.
+RUN_FLAGS = {"out", "resume", "overwrite", "device", "amp", "compile", "log_every", "sample_every",
+             "ckpt_every", "allow_slow"}
+
+
+def ints(s: str) -> tuple:
+    try:
+        return tuple(int(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
+
+
+def from_preset(text: str, key: str) -> str:
+    """A flag's help with each preset's value, since its default comes from --preset."""
+    return f"{text} (" + "; ".join(f"{name}: {p[key]}" for name, p in PRESETS.items()) + ")"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Two-phase training of a diffusion autoencoder (Khungurn et al. 2025).",
+                                formatter_class=HelpFormatter,
+                                epilog="Flags whose help lists a value per preset take it from --preset unless given.")
+    p.add_argument("--preset", default="paper", choices=list(PRESETS), help="a coherent group of defaults; flags override it")
+    p.add_argument("--schedule", default="sc4", help="linear | cosine | sc<S> (shifted cosine, e.g. sc4) | rf")
+    p.add_argument("--pred", default="v", choices=["eps", "x0", "v"], help="what the decoder predicts")
+    p.add_argument("--phase1-frac", type=float, default=0.25, help="share of training examples in phase 1 (t = 1)")
+    p.add_argument("--t-sampler", default="uniform", choices=["uniform", "logit-normal"], help="phase-2 t distribution")
+    p.add_argument("--t-mean", type=float, default=0.0, help="logit-normal mean")
+    p.add_argument("--t-std", type=float, default=1.0, help="logit-normal std")
+    preset_flags = [
+        ("examples", int, "total training examples"), ("batch_size", int, "batch size"),
+        ("lr", float, "Adam learning rate"), ("warmup", int, "examples of linear learning-rate warm-up"),
+        ("lr_decay", ["constant", "cosine"], "learning rate after warm-up"), ("ema_decay", float, "EMA decay per step"),
+        ("z_dim", int, "latent dimension"), ("base_channels", int, "UNet base channels"),
+        ("channel_mult", ints, "decoder channel multipliers per resolution"),
+        ("num_res_blocks", int, "decoder ResBlocks per resolution"),
+        ("attn", ints, "resolutions with self-attention, e.g. 16 ('' for none)"),
+        ("dropout", float, "dropout in the ResBlocks"), ("enc_channel_mult", ints, "encoder channel multipliers"),
+        ("enc_num_res_blocks", int, "encoder ResBlocks per resolution"),
+        ("enc_pool", ["mean", "flatten"], "encoder head: DiffAE's mean pool, or flatten"),
+        ("z_map_channels", int, "also feed z to the decoder as a spatial map of this many channels (0 = DiffAE)"),
+    ]
+    for key, kind, text in preset_flags:
+        typed = dict(choices=kind) if isinstance(kind, list) else dict(type=kind)
+        p.add_argument("--" + key.replace("_", "-"), **typed, help=from_preset(text, key))
+    p.add_argument("--image-size", type=int, default=32, help="image side in pixels")
+    p.add_argument("--data", default="cifar10", help="'cifar10' (torchvision, downloaded to ./data) or a folder of images")
+    p.add_argument("--holdout", type=int, default=1000, help="images of a folder held out from training (see data.py)")
+    p.add_argument("--out", default="runs/dae", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, with its flags")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (it is deleted only once the "
+                   "new run has written its first checkpoint)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; a no-op elsewhere)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    for key, text in [("log_every", "steps between log lines"), ("sample_every", "examples between reconstruction grids"),
+                      ("ckpt_every", "examples between checkpoints")]:
+        p.add_argument("--" + key.replace("_", "-"), type=int, help=from_preset(text, key))
+    p.add_argument("--allow-slow", action="store_true", help="start even if the run would take days on this device")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Flags, with the preset filling every flag not given; validated. Raises ValueError naming the flag."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    for k, v in PRESETS[args.preset].items():
+        if getattr(args, k) is None:
+            setattr(args, k, ints(v) if k in ("channel_mult", "attn", "enc_channel_mult") else v)
+    # which flags the user typed (for --resume): parse again with every default suppressed
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    args.explicit = sorted(vars(p.parse_args(argv)))
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
+    Schedule(args.schedule)  # raises on unknown or malformed names
+    if not 0.0 <= args.phase1_frac <= 1.0:
+        raise ValueError(f"--phase1-frac must be in [0, 1], got {args.phase1_frac}")
+    for k in ("examples", "batch_size", "base_channels", "num_res_blocks", "z_dim", "image_size",
+              "log_every", "sample_every", "ckpt_every", "enc_num_res_blocks"):
+        if getattr(args, k) <= 0:
+            raise ValueError(f"--{k.replace('_', '-')} must be positive, got {getattr(args, k)}")
+    for k in ("warmup", "holdout", "z_map_channels"):
+        if getattr(args, k) < 0:
+            raise ValueError(f"--{k.replace('_', '-')} must be >= 0, got {getattr(args, k)}")
+    if not math.isfinite(args.lr) or args.lr <= 0:
+        raise ValueError(f"--lr must be a positive number, got {args.lr}")
+    if not 0 <= args.ema_decay < 1:
+        raise ValueError(f"--ema-decay must be in [0, 1), got {args.ema_decay} (1 would never move the EMA weights)")
+    if not 0 <= args.dropout < 1:
+        raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if not args.channel_mult or not args.enc_channel_mult:
+        raise ValueError("--channel-mult and --enc-channel-mult need at least one value")
+    if args.image_size % 2 ** (len(args.channel_mult) - 1) or args.image_size % 2 ** (len(args.enc_channel_mult) - 1):
+        raise ValueError(f"--image-size {args.image_size} must be divisible by 2^(levels - 1) of the channel multipliers")
+    return args
+
+
+def model_config(args) -> DAEConfig:
+    net = UNetConfig(image_size=args.image_size, base_channels=args.base_channels, channel_mult=args.channel_mult,
+                     num_res_blocks=args.num_res_blocks, attn_resolutions=args.attn, dropout=args.dropout,
+                     z_dim=args.z_dim, enc_channel_mult=args.enc_channel_mult,
+                     enc_num_res_blocks=args.enc_num_res_blocks, enc_pool=args.enc_pool,
+                     z_map_channels=args.z_map_channels)
+    return DAEConfig(net=net, schedule=args.schedule, pred=args.pred, t_sampler=args.t_sampler,
+                     t_mean=args.t_mean, t_std=args.t_std)
+
+
+def plain_args(args) -> dict:
+    """The flags as plain types (lists for tuples) for the checkpoint."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items() if k != "explicit"}
+
+
+def merge_resume_args(args, saved: dict):
+    """The checkpoint's flags, with those of this invocation that the user typed. A typed flag that
+    would change what is computed must agree with the checkpoint; one that does not (RUN_FLAGS) may
+    change. Untyped flags never come from this invocation's defaults."""
+    clashes = []
+    for k in args.explicit:
+        mine = list(getattr(args, k)) if isinstance(getattr(args, k), tuple) else getattr(args, k)
+        same = same_data(mine, saved[k]) if k == "data" and k in saved else mine == saved.get(k, mine)
+        if k not in RUN_FLAGS and not same:
+            clashes.append(f"--{k.replace('_', '-')} {mine} (checkpoint: {saved[k]})")
+    if clashes:
+        raise ValueError("--resume with flags that contradict the checkpoint: " + "; ".join(clashes))
+    typed = {k: getattr(args, k) for k in args.explicit if k != "preset"}
+    merged = argparse.Namespace(**{**saved, **typed, "out": args.out, "resume": True, "overwrite": False})
+    for k in ("channel_mult", "attn", "enc_channel_mult"):
+        setattr(merged, k, tuple(getattr(merged, k)))
+    return merged
