@@ -1,6 +1,7 @@
-"""Speed of a preset: parameters, FLOPs per training image, training and decoding throughput, and
-this machine's fp32 (and on CUDA bf16) matrix-product rate measured in the same run, so that
-utilisation = FLOPs per image x images/s / matmul rate is a ratio that means something.
+"""Speed of a preset: parameters, FLOPs per training image, training and decoding throughput in fp32
+and in bf16 autocast side by side, and this machine's matrix-product rate in each measured in the
+same run, so that utilisation = FLOPs per image x images/s / matmul rate is a ratio that means
+something. The JSON records the CPU model and whether it computes bf16 natively.
 
     python bench.py --preset cpu --json results/bench-cpu.json
     python bench.py --table results/bench-*.json      # the README's table
@@ -16,8 +17,8 @@ import torch
 
 import flags
 import train
-from cli import HelpFormatter, check_output, pick_device, write_all
-from cost import matmul_gflops, sync, train_flops_per_image
+from cli import HelpFormatter, check_output, native_bf16, pick_device, pick_precision, write_all
+from cost import device_model, matmul_gflops, sync, train_flops_per_image
 from dae import DiffusionAutoencoder, count_params
 from sample import ddim_step
 
@@ -29,21 +30,22 @@ def peak_memory_mb(device) -> float:
 
 
 def table(paths) -> str:
-    """A markdown table of bench JSON files (the README's Speed table)."""
-    rows = ["| file | preset | device | batch | params | GFLOP / train image | train images/s | train GFLOP/s "
-            "| matmul GFLOP/s | ratio | decode images/s per step | peak memory |", "|" + "---|" * 12]
+    """A markdown table of bench JSON files (the README's Speed table), a row per precision measured."""
+    rows = ["| file | preset | device | precision | batch | params | GFLOP / train image | train images/s "
+            "| train GFLOP/s | matmul GFLOP/s | ratio | decode images/s per step |", "|" + "---|" * 12]
     for path in paths:
         try:
             with open(path) as f:
                 r = json.load(f)
-            rows.append(f"| `{path}` | {r['preset']} | {r['device']} | {r['batch_size']} | {r['params'] / 1e6:.2f}M "
-                        f"| {r['flops_per_train_image'] / 1e9:.2f} | {r['train_images_per_s']:.2f} "
-                        f"| {r['train_gflops_per_s']:.0f} | {r['matmul_gflops']:.0f} | {r['utilisation']:.2f} "
-                        f"| {r['decode_images_per_s']:.1f} | {r['peak_memory_mb'] / 1024:.1f} GB |")
+            for name, m in r["precisions"].items():
+                rows.append(f"| `{path}` | {r['preset']} | {r['device']} | {name} | {r['batch_size']} "
+                            f"| {r['params'] / 1e6:.2f}M | {r['flops_per_train_image'] / 1e9:.2f} "
+                            f"| {m['train_images_per_s']:.2f} | {m['train_gflops_per_s']:.0f} "
+                            f"| {m['matmul_gflops']:.0f} | {m['utilisation']:.2f} | {m['decode_images_per_s']:.1f} |")
         except OSError as e:
             raise OSError(f"--table: cannot read {path}: {e.strerror or e}") from None
-        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
-            raise ValueError(f"--table: {path} is not a JSON file written by bench.py --json "
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
+            raise ValueError(f"--table: {path} is not a JSON file written by this bench.py --json "
                              f"({type(e).__name__}: {e})") from None
     return "\n".join(rows)
 
@@ -58,7 +60,8 @@ def main(argv=None):
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                    help="memory format of the step (auto: what train.py uses on this device)")
     p.add_argument("--compile", action="store_true", help="torch.compile the loss, as train.py --compile")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    p.add_argument("--precision", default="both", choices=["both", "fp32", "bf16"],
+                   help="what to measure (both: fp32, then bf16 autocast where the device has it)")
     p.add_argument("--json", help="write the figures to this JSON file")
     p.add_argument("--table", nargs="+", metavar="JSON", help="print a markdown table of these bench JSON files "
                    "(the README's Speed table) and exit, measuring nothing")
@@ -79,6 +82,32 @@ def main(argv=None):
         sys.exit(f"error: {e}")
 
 
+def time_precision(model, ema, opt, x0, dtype, args, device) -> dict:
+    """Training and DDIM-decoding throughput with the network autocast to `dtype` (fp32: no autocast)."""
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+    params, ema_params = list(model.parameters()), list(ema.parameters())
+    loss_fn = torch.compile(model.loss) if args.compile else model.loss
+    n_phase1 = args.batch_size // 4  # a mix of both phases, as at the switch
+    for i in range(2 + args.steps):
+        if i == 2:
+            sync(device)
+            t0 = time.perf_counter()
+        train.train_step(loss_fn, opt, params, ema_params, 0.999, x0, n_phase1, autocast)
+    sync(device)
+    train_ips = args.batch_size * args.steps / (time.perf_counter() - t0)
+    z = ema.encode(x0)
+    with torch.inference_mode(), autocast:
+        for i in range(2 + args.steps):
+            if i == 2:
+                sync(device)
+                t0 = time.perf_counter()
+            ddim_step(ema, x0, z, 0.5, 0.4, clip=True)
+        sync(device)
+    decode_ips = args.batch_size * args.steps / (time.perf_counter() - t0)
+    return {"train_images_per_s": train_ips, "decode_images_per_s": decode_ips,
+            "matmul_gflops": matmul_gflops(device, dtype)}
+
+
 def measure(args, device) -> dict:
     targs = flags.parse_args(["--preset", args.preset])
     torch.manual_seed(0)
@@ -90,39 +119,23 @@ def measure(args, device) -> dict:
     flops = train_flops_per_image(model, size, device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, **train.optimizer_kwargs(device))
-    params, ema_params = list(model.parameters()), list(ema.parameters())
-    loss_fn = torch.compile(model.loss) if args.compile else model.loss
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
     x0 = (torch.rand(args.batch_size, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=memory_format)
-    n_phase1 = args.batch_size // 4  # a mix of both phases, as at the switch
-    for i in range(2 + args.steps):
-        if i == 2:
-            sync(device)
-            t0 = time.perf_counter()
-        train.train_step(loss_fn, opt, params, ema_params, 0.999, x0, n_phase1, autocast)
-    sync(device)
-    train_ips = args.batch_size * args.steps / (time.perf_counter() - t0)
-
-    z = ema.encode(x0)
-    with torch.inference_mode(), autocast:
-        for i in range(2 + args.steps):
-            if i == 2:
-                sync(device)
-                t0 = time.perf_counter()
-            ddim_step(ema, x0, z, 0.5, 0.4, clip=True)
-        sync(device)
-    decode_ips = args.batch_size * args.steps / (time.perf_counter() - t0)
-    mm = matmul_gflops(device)
-    result = {"preset": args.preset, "device": str(device), "batch_size": args.batch_size,
-              "threads": torch.get_num_threads(), "channels_last": channels_last, "compile": args.compile,
-              "amp": args.amp, "params": count_params(model), "flops_per_train_image": flops,
-              "train_images_per_s": train_ips, "decode_images_per_s": decode_ips,
-              "train_gflops_per_s": flops * train_ips / 1e9, "matmul_gflops": mm,
-              "utilisation": flops * train_ips / 1e9 / mm, "peak_memory_mb": peak_memory_mb(device),
-              "torch": torch.__version__}
-    if device.type == "cuda":
-        result["matmul_bf16_gflops"] = matmul_gflops(device, torch.bfloat16)
-    return result
+    names = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
+    if device.type not in ("cpu", "cuda"):
+        names = [n for n in names if n == "fp32"]
+        if not names:
+            raise ValueError(f"--precision bf16 runs on cpu and cuda, not on {device.type}")
+    precisions = {}
+    for name in names:  # one after the other in this process, on the same model and batch
+        m = time_precision(model, ema, opt, x0, torch.bfloat16 if name == "bf16" else torch.float32, args, device)
+        m["train_gflops_per_s"] = flops * m["train_images_per_s"] / 1e9
+        m["utilisation"] = m["train_gflops_per_s"] / m["matmul_gflops"]
+        precisions[name] = m
+    return {"preset": args.preset, "device": str(device), "device_model": device_model(device),
+            "native_bf16": native_bf16(device), "auto_precision": pick_precision("auto", device),
+            "batch_size": args.batch_size, "threads": torch.get_num_threads(), "channels_last": channels_last,
+            "compile": args.compile, "params": count_params(model), "flops_per_train_image": flops,
+            "precisions": precisions, "peak_memory_mb": peak_memory_mb(device), "torch": torch.__version__}
 
 
 if __name__ == "__main__":

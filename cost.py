@@ -1,6 +1,7 @@
 """What a training run costs: FLOPs per training example (torch's FLOP counter) and this machine's
 matrix-product rate, from which train.py estimates the hours a run would take before starting it.
 """
+import platform
 import time
 
 import torch
@@ -10,6 +11,17 @@ from torch.utils.flop_counter import FlopCounterMode
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def device_model(device) -> str:
+    """The GPU's name, or the CPU's model name (Linux: /proc/cpuinfo), for every speed record."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def matmul_gflops(device, dtype=torch.float32, n=2048, seconds=1.0) -> float:

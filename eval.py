@@ -149,7 +149,8 @@ def main(argv=None):
                   "seed": args.seed, "weights": args.weights, "checkpoint": args.ckpt, "data": args.data,
                   "split": args.split, "holdout": args.holdout, "schedule": a["schedule"], "pred": a["pred"],
                   "phase1_frac": a["phase1_frac"], "examples": ckpt["examples"],
-                  "train_seconds": ckpt.get("elapsed"), "eval_seconds": seconds}
+                  "train_precision": ckpt.get("precision"), "train_seconds": ckpt.get("elapsed"),
+                  "eval_seconds": seconds}
         if args.fid:
             result["fid"] = fid(inception_net, images, recon, device)
         writers = {}

@@ -100,7 +100,8 @@ def run_variant(name, flags, steps, args):
     ckpt, done = os.path.join(out, "ckpt.pt"), os.path.join(out, "done")
     py = sys.executable
     extra = ["--examples", str(args.examples)] if args.examples is not None else []
-    command = ["train.py", "--preset", args.preset, "--data", os.path.realpath(args.data), *flags, *extra]
+    command = ["train.py", "--preset", args.preset, "--data", os.path.realpath(args.data), "--precision",
+               args.precision, *flags, *extra]
     if os.path.exists(done) and done_command(done) != command:
         if not args.force:
             raise StepFailed(f"{out} holds a finished training with other flags than {' '.join(command)}: "
@@ -145,6 +146,8 @@ def main(argv=None):
     p.add_argument("--force", action="store_true", help="re-run variants whose results exist (each is replaced "
                    "only when its new result is complete)")
     p.add_argument("--device", default="auto", help="device for training and evaluation")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="train.py --precision (evaluation is always fp32)")
     p.add_argument("--table", action="store_true", help="print the results table (markdown) from --results and exit")
     args = p.parse_args(argv)
     if args.table:

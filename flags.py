@@ -25,7 +25,7 @@ PRESETS = {
                 examples=80_000, log_every=10, sample_every=16_000, ckpt_every=8_000),
 }
 # Flags that may change when a run is resumed: they do not change what is computed.
-RUN_FLAGS = {"out", "resume", "overwrite", "device", "amp", "compile", "log_every", "sample_every",
+RUN_FLAGS = {"out", "resume", "overwrite", "device", "precision", "compile", "log_every", "sample_every",
              "ckpt_every", "allow_slow"}
 
 
@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "new run has written its first checkpoint)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only; a no-op elsewhere)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="bf16: autocast the network to bfloat16 (weights, loss, EMA and Adam stay fp32); "
+                        "auto: bf16 where the device computes it natively (a CUDA GPU, a CPU with AVX-512 BF16 "
+                        "or AMX), else fp32")
+    p.add_argument("--amp", dest="precision", action="store_const", const="bf16", help="the same as --precision bf16")
     p.add_argument("--compile", action="store_true", help="torch.compile the training step")
     for key, text in [("log_every", "steps between log lines"), ("sample_every", "examples between reconstruction grids"),
                       ("ckpt_every", "examples between checkpoints")]:
@@ -141,6 +145,8 @@ def merge_resume_args(args, saved: dict):
     """The checkpoint's flags, with those of this invocation that the user typed. A typed flag that
     would change what is computed must agree with the checkpoint; one that does not (RUN_FLAGS) may
     change. Untyped flags never come from this invocation's defaults."""
+    if "amp" in saved:  # checkpoints written before --precision
+        saved = {**{k: v for k, v in saved.items() if k != "amp"}, "precision": "bf16" if saved["amp"] else "fp32"}
     clashes = []
     for k in args.explicit:
         mine = list(getattr(args, k)) if isinstance(getattr(args, k), tuple) else getattr(args, k)

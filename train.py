@@ -27,7 +27,7 @@ from checkpoint import (
     set_aside,
     write_log_lines,
 )
-from cli import check_output, pick_device
+from cli import check_output, pick_device, pick_precision
 from cost import estimate_hours
 from dae import DiffusionAutoencoder, count_params
 from data import batch_indices, load_images, to_float
@@ -84,6 +84,7 @@ def train(args):
     if ckpt is not None:
         args = merge_resume_args(args, ckpt["args"])
         device = pick_device(args.device)
+    precision = pick_precision(args.precision, device)
     ckpt_path, log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
     check_output(ckpt_path, "--out")
     torch.manual_seed(args.seed)
@@ -139,7 +140,7 @@ def train(args):
         save_checkpoint(ckpt_path, {
             "config": model.cfg.to_dict(), "args": plain_args(args), "model": model.state_dict(),
             "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step, "examples": step * B,
-            "elapsed": elapsed + time.time() - t_start,
+            "precision": precision, "elapsed": elapsed + time.time() - t_start,
             "rng": {"cpu": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}})
         drop_set_aside(aside)  # the replacement exists now
@@ -158,12 +159,12 @@ def train(args):
     ckpt_steps = max(1, args.ckpt_every // B // args.log_every) * args.log_every
     sample_steps = max(1, args.sample_every // B)
     loss_fn = torch.compile(model.loss) if args.compile else model.loss
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     params, ema_params = list(model.parameters()), list(ema.parameters())
     loss_sum = torch.zeros((), device=device)
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
     print(f"{count_params(model):,} parameters; {N:,} training images; {args.examples:,} examples "
-          f"({phase1_examples:,} in phase 1); device {device}; run folder {args.out}")
+          f"({phase1_examples:,} in phase 1); device {device}, {precision}; run folder {args.out}")
     bar = tqdm(total=total_steps * B, initial=step * B, unit="img", unit_scale=True, dynamic_ncols=True)
     t_start = t_log = time.time()
     start_step = logged_step = step

@@ -60,13 +60,14 @@ def test_lr_schedule():
 def test_bench_json(tmp_path):
     path = str(tmp_path / "b.json")
     code, out, err = run_cli("bench.py", "--preset", "cpu", "--batch-size", "4", "--steps", "1", "--device", "cpu",
-                             "--json", path)
+                             "--precision", "fp32", "--json", path)
     assert code == 0, err
     r = json.load(open(path))
-    for key in ("preset", "device", "batch_size", "params", "flops_per_train_image", "train_images_per_s",
-                "decode_images_per_s", "matmul_gflops"):
+    for key in ("preset", "device", "device_model", "batch_size", "params", "flops_per_train_image", "precisions"):
         assert key in r
-    assert r["params"] > 1e6 and r["flops_per_train_image"] > 1e8 and r["train_images_per_s"] > 0
+    fp32 = r["precisions"]["fp32"]
+    assert r["params"] > 1e6 and r["flops_per_train_image"] > 1e8 and fp32["train_images_per_s"] > 0
+    assert fp32["matmul_gflops"] > 0 and fp32["utilisation"] > 0
 
 
 def test_compile_on_cpu_gives_the_same_outputs():
