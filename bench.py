@@ -32,7 +32,7 @@ def peak_memory_mb(device) -> float:
 def table(paths) -> str:
     """A markdown table of bench JSON files (the README's Speed table), a row per precision measured."""
     rows = ["| file | preset | device | precision | batch | params | GFLOP / train image | train images/s "
-            "| train GFLOP/s | matmul GFLOP/s | ratio | decode images/s per step |", "|" + "---|" * 12]
+            "| train GFLOP/s | matmul GFLOP/s | ratio | decode images/s per step | peak memory |", "|" + "---|" * 13]
     for path in paths:
         try:
             with open(path) as f:
@@ -41,7 +41,8 @@ def table(paths) -> str:
                 rows.append(f"| `{path}` | {r['preset']} | {r['device']} | {name} | {r['batch_size']} "
                             f"| {r['params'] / 1e6:.2f}M | {r['flops_per_train_image'] / 1e9:.2f} "
                             f"| {m['train_images_per_s']:.2f} | {m['train_gflops_per_s']:.0f} "
-                            f"| {m['matmul_gflops']:.0f} | {m['utilisation']:.2f} | {m['decode_images_per_s']:.1f} |")
+                            f"| {m['matmul_gflops']:.0f} | {m['utilisation']:.2f} | {m['decode_images_per_s']:.1f} "
+                            f"| {r['peak_memory_mb'] / 1024:.1f} GB |")
         except OSError as e:
             raise OSError(f"--table: cannot read {path}: {e.strerror or e}") from None
         except (ValueError, KeyError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError

@@ -98,12 +98,13 @@ def test_bench_json_and_table_errors(tmp_path):
     assert "is not a device" in exits_with(bench.main, ["--device", "bogus"])
     assert "cannot read /no/such.json" in exits_with(bench.main, ["--table", "/no/such.json"])
     (tmp_path / "x.json").write_text("not json")
-    assert "is not a JSON file written by bench.py" in exits_with(bench.main, ["--table", str(tmp_path / "x.json")])
+    assert "is not a JSON file written by this bench.py" in exits_with(bench.main, ["--table", str(tmp_path / "x.json")])
 
 
 def test_bench_table_prints_the_committed_results(capsys):
     bench.main(["--table", "results/bench-cpu.json"])
-    assert "| `results/bench-cpu.json` | cpu | cpu | 32 | 4.44M |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "| `results/bench-cpu.json` | cpu | cpu | fp32 | 32 | 4.44M |" in out and "| bf16 |" in out
 
 
 def test_figures_refuses_a_file_as_out_and_says_what_it_skips(tmp_path, capsys):
