@@ -173,6 +173,7 @@ def train(args):
     ckpt_steps = max(1, args.ckpt_every // B // args.log_every) * args.log_every
     sample_steps = max(1, args.sample_every // B)
     fake = []  # the batch the decoder just saw, for the discriminator's step
+    adv_on = [False]  # set by the loop (a list, so that a compiled loss sees two cases, not every step)
 
     def extra(x0_hat, x0, x_t, t):
         """Terms on the one-step estimate of x_0: LPIPS (epsilon-VAE, DGAE), adversarial (epsilon-VAE)."""
@@ -181,7 +182,7 @@ def train(args):
             total = total + args.lpips_weight * lpips(x0_hat, x0).mean()
         if disc is not None:
             fake[:] = [x0_hat, x0, x_t, t]
-            if step * B >= args.adv_start:
+            if adv_on[0]:
                 total = total + args.adv_weight * generator_loss(disc, x0_hat, x_t, t)
         return total
     uses_extra = lpips is not None or disc is not None
@@ -234,6 +235,7 @@ def train(args):
             x0 = torch.where(flip, x0.flip(3), x0)
             x0 = x0.contiguous(memory_format=memory_format)
             n_phase1 = min(max(phase1_examples - examples, 0), B)  # examples of this batch still in phase 1
+            adv_on[0] = disc is not None and examples >= args.adv_start
             # EMA warm-up: early weights are noise, so average over at most the steps seen so far
             ema_decay = min(args.ema_decay, (1 + step) / (10 + step))
             loss = train_step(loss_fn, opt, params, ema_params, ema_decay, x0, n_phase1, autocast)
