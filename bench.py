@@ -102,7 +102,7 @@ def time_precision(model, ema, opt, x0, dtype, args, device) -> dict:
             if i == 2:
                 sync(device)
                 t0 = time.perf_counter()
-            ddim_step(ema, x0, z, 0.5, 0.4, clip=True)
+            ddim_step(ema, x0, z, 0.5, 0.4, clip=1.0)
         sync(device)
     decode_ips = args.batch_size * args.steps / (time.perf_counter() - t0)
     return {"train_images_per_s": train_ips, "decode_images_per_s": decode_ips,

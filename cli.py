@@ -103,8 +103,20 @@ def same_data(a: str, b: str) -> bool:
     return os.path.realpath(a) == os.path.realpath(b)
 
 
-def add_source_flags(p, n_default):
-    """The flags sample.py and eval.py share: a checkpoint, its weights, images, steps, device."""
+def step_counts(text: str) -> tuple:
+    """--steps as a comma-separated list of DDIM step counts, e.g. 1,2,3,5,10,50."""
+    try:
+        counts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected step counts such as 50 or 1,2,3,5,10,50, got {text!r}") from None
+    if min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"step counts must be positive, got {text!r}")
+    return counts
+
+
+def add_source_flags(p, n_default, many_steps=False):
+    """The flags sample.py and eval.py share: a checkpoint, its weights, images, steps, device.
+    many_steps: --steps takes a comma-separated list (eval.py evaluates each count in one call)."""
     p.add_argument("--ckpt", required=True, help="checkpoint written by train.py")
     p.add_argument("--weights", default="ema", choices=["ema", "model"], help="EMA or raw weights")
     p.add_argument("--data", default="cifar10", help="'cifar10' or a folder of images")
@@ -113,7 +125,11 @@ def add_source_flags(p, n_default):
     p.add_argument("--holdout", type=int, default=None,
                    help="held-out count of a folder (default: the checkpoint's; at most the checkpoint's)")
     p.add_argument("--n", type=int, default=n_default, help="images (the first n of the split)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion uses as many again)")
+    if many_steps:
+        p.add_argument("--steps", type=step_counts, default=(50,), help="DDIM steps, or a comma-separated list "
+                       "(1,2,3,5,10,50: one record per count, one model load); inversion uses as many again")
+    else:
+        p.add_argument("--steps", type=int, default=50, help="DDIM steps (inversion uses as many again)")
     p.add_argument("--time-grid", default="uniform", choices=["uniform", "reversed-log"], help="sampling times")
     p.add_argument("--seed", type=int, default=0, help="seed for x_T")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:1, mps")
@@ -125,9 +141,10 @@ def load_source(args):
     larger than the one the checkpoint was trained without."""
     from checkpoint import build_model, load_checkpoint
     from data import load_images
-    for flag in ("n", "steps"):
-        if getattr(args, flag) < 1:
-            raise ValueError(f"--{flag} must be positive, got {getattr(args, flag)}")
+    if args.n < 1:
+        raise ValueError(f"--n must be positive, got {args.n}")
+    if isinstance(args.steps, int) and args.steps < 1:
+        raise ValueError(f"--steps must be positive, got {args.steps}")
     if args.holdout is not None and args.holdout < 0:
         raise ValueError(f"--holdout must be >= 0, got {args.holdout}")
     device = pick_device(args.device)

@@ -8,6 +8,17 @@
 Phase 1 (the first phase1_frac of all training examples): t = 1 for every example. Then x_t is pure
 noise and the decoder can only use z: a plain autoencoder; with v-prediction the target is
 v = alpha_1 eps - sigma_1 x_0 = -x_0. Phase 2: t from the training-time sampler (uniform by default).
+
+Options of the related papers (../shared/PAPERS.md):
+  KL latent (DGAE; SD-VAE's encoder): the encoder gives (mu, log sigma^2), training uses
+      z = mu + sigma n, n ~ N(0, I), and adds kl_weight * KL(N(mu, sigma^2) || N(0, I)) summed over the
+      latent and divided by the image's C H W (the scale of the per-value MSE); evaluation uses z = mu.
+  Noise scaling gamma (epsilon-VAE, details unverified there): the diffusion runs on y_0 = gamma x_0,
+      x_t = alpha_t gamma x_0 + sigma_t eps, which shifts log-SNR by 2 ln gamma. Our reading of "feed
+      the network x_t / std(x_t)": the input is multiplied by c_in = sqrt(alpha^2 + sigma^2) /
+      sqrt(gamma^2 alpha^2 + sigma^2), i.e. given the std x_t would have had without gamma (for the VP
+      schedules exactly x_t / std(x_t) of unit-variance data), so gamma = 1 is the unscaled model.
+      Targets and predictions live in y-space: x0_hat = y0_hat / gamma (to_data / to_diffusion).
 """
 from dataclasses import asdict, dataclass, field, fields
 
@@ -29,6 +40,8 @@ class DAEConfig:
     t_sampler: str = "uniform"     # or 'logit-normal' (epsilon-VAE)
     t_mean: float = 0.0
     t_std: float = 1.0
+    kl_weight: float = 0.0         # DGAE's beta: > 0 makes the latent a Gaussian with a KL term
+    gamma: float = 1.0             # epsilon-VAE's noise scaling (they use 0.6); 1 = none
 
     def to_dict(self) -> dict:
         """Plain types only, so that checkpoints load with torch.load(weights_only=True)."""
@@ -46,38 +59,80 @@ class DiffusionAutoencoder(nn.Module):
         super().__init__()
         if cfg.pred not in PREDICTIONS:
             raise ValueError(f"unknown prediction type {cfg.pred!r}: choose eps, x0 or v")
+        if not cfg.gamma > 0:
+            raise ValueError(f"gamma must be positive, got {cfg.gamma}")
         self.cfg = cfg
         self.schedule = Schedule(cfg.schedule)
-        self.encoder = Encoder(cfg.net)
+        self.encoder = Encoder(cfg.net, variational=cfg.kl_weight > 0)
         self.decoder = UNet(cfg.net)
 
+    def posterior(self, x0: torch.Tensor):
+        """(mu, logvar) of the latent; logvar is None for a deterministic encoder."""
+        h = self.encoder(x0)                                          # (B, z_dim) or (B, c, h, w), x2 with KL
+        if self.cfg.kl_weight == 0:
+            return h, None
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)  # as SD-VAE: keeps exp(logvar) finite early in training
+
     def encode(self, x0: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x0)                                                  # (B, z_dim)
+        """The latent used for reconstruction: z = Enc(x_0), the mean for a KL latent."""
+        return self.posterior(x0)[0]
+
+    def to_diffusion(self, x0):
+        """Data -> the space the diffusion runs in: y_0 = gamma x_0."""
+        return self.cfg.gamma * x0
+
+    def to_data(self, y0):
+        return y0 / self.cfg.gamma
 
     def forward(self, x_t, t, z):
-        """The raw network output (eps, x_0 or v, as cfg.pred says)."""
+        """The raw network output (eps, y_0 or v, as cfg.pred says)."""
+        if self.cfg.gamma != 1.0:
+            alpha, sigma = (bcast(a, x_t) for a in self.schedule.alpha_sigma(t))
+            # c_in = sqrt(alpha^2 + sigma^2) / sqrt(gamma^2 alpha^2 + sigma^2): the std x_t had without gamma
+            x_t = x_t * torch.sqrt((alpha ** 2 + sigma ** 2) / ((self.cfg.gamma * alpha) ** 2 + sigma ** 2))
         return self.decoder(x_t, t, z)
 
     def predict(self, x_t, t, z):
-        """(x0_hat, eps_hat) at time t (a (B,) tensor) from the network's output."""
+        """(y0_hat, eps_hat) at time t (a (B,) tensor) from the network's output, in the diffusion's
+        space (y_0 = gamma x_0; the data itself when gamma = 1)."""
         alpha, sigma = (bcast(a, x_t) for a in self.schedule.alpha_sigma(t))
         return to_x0_eps(self.cfg.pred, self(x_t, t, z), x_t, alpha, sigma, self.schedule.is_rf)
 
-    def loss(self, x0: torch.Tensor, n_phase1: int = 0) -> torch.Tensor:
+    def kl(self, mu, logvar) -> torch.Tensor:
+        """Per example: KL(N(mu, sigma^2) || N(0, I)) = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2), divided
+        by the C H W values of an image."""
+        per_value = self.cfg.net.in_channels * self.cfg.net.image_size ** 2
+        return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1) / per_value
+
+    def loss(self, x0: torch.Tensor, n_phase1: int = 0, extra=None) -> torch.Tensor:
         """Mean-squared error of the prediction. The first n_phase1 examples of the batch are in
         phase 1 (t = 1); the rest in phase 2 (t from the sampler). A batch that straddles the phase
-        switch is split, so the switch happens at exactly phase1_frac * examples."""
+        switch is split, so the switch happens at exactly phase1_frac * examples.
+        extra(x0_hat, x0, x_t, t) -> scalar: further terms on the one-step estimate of x_0 (LPIPS,
+        adversarial; train.py builds it), added to the loss."""
         B = x0.shape[0]
         t = sample_t(B, self.cfg.t_sampler, self.cfg.t_mean, self.cfg.t_std, device=x0.device)
         if n_phase1 > 0:
             t[:n_phase1] = 1.0
         eps = torch.randn_like(x0)
         alpha, sigma = (bcast(a, x0) for a in self.schedule.alpha_sigma(t))
-        # forward process: x_t = alpha_t x_0 + sigma_t eps
-        x_t = alpha * x0 + sigma * eps
-        target = make_target(self.cfg.pred, x0, eps, alpha, sigma, self.schedule.is_rf)
-        out = self(x_t, t, self.encode(x0))
-        return F.mse_loss(out.float(), target.float())
+        y0 = self.to_diffusion(x0)
+        # forward process: x_t = alpha_t y_0 + sigma_t eps  (y_0 = x_0 unless gamma != 1)
+        x_t = alpha * y0 + sigma * eps
+        target = make_target(self.cfg.pred, y0, eps, alpha, sigma, self.schedule.is_rf)
+        mu, logvar = self.posterior(x0)
+        # reparameterisation (KL latent): z = mu + sigma n, n ~ N(0, I)
+        z = mu if logvar is None else mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        out = self(x_t, t, z)
+        loss = F.mse_loss(out.float(), target.float())
+        if logvar is not None:
+            loss = loss + self.cfg.kl_weight * self.kl(mu.float(), logvar.float()).mean()
+        if extra is not None:
+            # the one-step estimate every recipe's extra terms use (rf: x0_hat = x_t - t v_hat)
+            y0_hat, _ = to_x0_eps(self.cfg.pred, out, x_t, alpha, sigma, self.schedule.is_rf)
+            loss = loss + extra(self.to_data(y0_hat), x0, x_t, t)
+        return loss
 
 
 def count_params(model: nn.Module) -> int:

@@ -8,6 +8,7 @@ Reconstruction: z = Enc(x_0), x_T random ('stochastic') or DDIM-inverted ('inver
 
     python eval.py --ckpt runs/dae/ckpt.pt --data PATH --split heldout --n 1000 --steps 50 \
         --mode stochastic --json out.json --save out.npz --grid out.png
+    python eval.py --ckpt runs/dae/ckpt.pt --data PATH --steps 1,2,3,5,10,50 --json steps.json   # a record per count
 """
 import argparse
 import json
@@ -120,7 +121,7 @@ def reconstruct_all(model, images_u8, mode, steps, batch_size, seed, device, gri
 def main(argv=None):
     p = argparse.ArgumentParser(description="PSNR / SSIM (/ FID) of a checkpoint's reconstructions.",
                                 formatter_class=HelpFormatter)
-    add_source_flags(p, n_default=1000)
+    add_source_flags(p, n_default=1000, many_steps=True)
     p.add_argument("--mode", default="stochastic", choices=["stochastic", "inversion"],
                    help="x_T random, or DDIM-inverted from the image")
     p.add_argument("--batch-size", type=int, default=250, help="images per batch")
@@ -137,39 +138,52 @@ def main(argv=None):
         ckpt, model, images = load_source(args)
         device = next(model.parameters()).device
         inception_net = inception(device) if args.fid else None
-        t0 = time.time()
-        recon = reconstruct_all(model, images, args.mode, args.steps, args.batch_size, args.seed, device,
-                                args.time_grid)
-        seconds = time.time() - t0
-        p_img, s_img = psnr(images, recon), ssim(images, recon)
         a = ckpt["args"]
-        result = {"psnr": float(p_img.mean()), "ssim": float(s_img.mean()),
-                  "psnr_std": float(p_img.std()), "ssim_std": float(s_img.std()),
-                  "mode": args.mode, "steps": args.steps, "time_grid": args.time_grid, "n": len(images),
-                  "seed": args.seed, "weights": args.weights, "checkpoint": args.ckpt, "data": args.data,
-                  "split": args.split, "holdout": args.holdout, "schedule": a["schedule"], "pred": a["pred"],
-                  "phase1_frac": a["phase1_frac"], "examples": ckpt["examples"],
-                  "train_precision": ckpt.get("precision"), "train_seconds": ckpt.get("elapsed"),
-                  "eval_seconds": seconds}
-        if args.fid:
-            result["fid"] = fid(inception_net, images, recon, device)
-        writers = {}
-        if args.save:
-            writers[args.save] = lambda f: np.savez_compressed(f, originals=images.numpy(), reconstructions=recon.numpy())
-        if args.grid:
-            from torchvision.utils import save_image
-            k = min(16, len(images))
-            grid = torch.cat([images[:k], recon[:k]]).float() / 255
-            writers[args.grid] = lambda f: save_image(grid, f, format="png", nrow=k, padding=1)
-        if args.json:  # last: a JSON on disk means every other output is there too
-            writers[args.json] = lambda f: f.write(json.dumps(result, indent=2).encode())
-        write_all(writers)
+        results, recons = [], {}
+        for steps in args.steps:  # the same x_T (one seed) for every step count
+            t0 = time.time()
+            recon = reconstruct_all(model, images, args.mode, steps, args.batch_size, args.seed, device,
+                                    args.time_grid)
+            seconds = time.time() - t0
+            p_img, s_img = psnr(images, recon), ssim(images, recon)
+            result = {"psnr": float(p_img.mean()), "ssim": float(s_img.mean()),
+                      "psnr_std": float(p_img.std()), "ssim_std": float(s_img.std()),
+                      "mode": args.mode, "steps": steps, "time_grid": args.time_grid, "n": len(images),
+                      "seed": args.seed, "weights": args.weights, "checkpoint": args.ckpt, "data": args.data,
+                      "split": args.split, "holdout": args.holdout, "schedule": a["schedule"], "pred": a["pred"],
+                      "phase1_frac": a["phase1_frac"], "examples": ckpt["examples"],
+                      "train_precision": ckpt.get("precision"), "train_seconds": ckpt.get("elapsed"),
+                      "eval_seconds": seconds}
+            if args.fid:
+                result["fid"] = fid(inception_net, images, recon, device)
+            results.append(result)
+            recons[steps] = recon
+            print(f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}"
+                  + (f"  FID {result['fid']:.2f}" if "fid" in result else "")
+                  + f"  ({args.mode}, {steps} DDIM steps, {len(images)} images of {args.data} [{args.split}], "
+                    f"{args.weights} weights, {seconds:.0f} s)", flush=True)
+        write_all(outputs(args, images, recons, results))
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
-    print(f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}"
-          + (f"  FID {result['fid']:.2f}" if "fid" in result else "")
-          + f"  ({args.mode}, {args.steps} DDIM steps, {len(images)} images of {args.data} [{args.split}], "
-            f"{args.weights} weights, {seconds:.0f} s)")
+
+
+def outputs(args, images, recons, results) -> dict:
+    """{path: writer} of --save, --grid and --json. One step count: a JSON object and 'reconstructions';
+    several: a JSON list (one record per count), 'reconstructions_<steps>' and a grid row per count."""
+    one = len(results) == 1
+    writers = {}
+    if args.save:
+        arrays = {"reconstructions" if one else f"reconstructions_{k}": r.numpy() for k, r in recons.items()}
+        writers[args.save] = lambda f: np.savez_compressed(f, originals=images.numpy(), **arrays)
+    if args.grid:
+        from torchvision.utils import save_image
+        k = min(16, len(images))
+        grid = torch.cat([images[:k], *(r[:k] for r in recons.values())]).float() / 255
+        writers[args.grid] = lambda f: save_image(grid, f, format="png", nrow=k, padding=1)
+    if args.json:  # last: a JSON on disk means every other output is there too
+        record = results[0] if one else results
+        writers[args.json] = lambda f: f.write(json.dumps(record, indent=2).encode())
+    return writers
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
-"""The ablation of Khungurn et al. 2025 (their CIFAR-10 table) at CPU scale, as one resumable command.
+"""Experiments at CPU scale, each one resumable command.
 
-Five training recipes, each trained with the same preset and budget of examples, each evaluated
-the same way on held-out images. Results go to results/ablation/<variant>.json (with the training
-log beside it); a variant whose result exists is skipped, and said so: --force re-runs it, and
---results DIR writes elsewhere. An interrupted training resumes from its checkpoint.
+--suite ablation: the ablation of Khungurn et al. 2025 (their CIFAR-10 table).
+--suite recipes:  the decoders of the papers this repo teaches (DiffAE, Khungurn et al., epsilon-VAE,
+                  DGAE, and the paper's recipe with a spatial latent), decoded in 1, 3 and 50 steps.
+Every variant is trained with the same preset and budget of examples and evaluated the same way on
+held-out images. Results go to results/<suite>/<variant>.json (with the training log beside it); a
+variant whose result exists is skipped, and said so: --force re-runs it, and --results DIR writes
+elsewhere. An interrupted training resumes from its checkpoint.
 
     python experiments.py --data ../shared/data/cifar10-jpeg/train
+    python experiments.py --suite recipes --data ../shared/data/cifar10-jpeg/train
 """
 import argparse
 import json
@@ -16,15 +20,25 @@ import sys
 from cli import HelpFormatter, write_all
 from flags import PRESETS
 
-# name: (train flags, decoding steps). Phase 1 only has only ever seen t = 1: decode it in one step
-# (x0_hat from pure noise and z), the only way that uses what it learned.
+# name: (train flags, decoding steps, eval flags). Phase 1 only has only ever seen t = 1: decode it in
+# one step (x0_hat from pure noise and z), the only way that uses what it learned.
 VARIANTS = {
-    "1-diffae-linear-eps": (["--schedule", "linear", "--pred", "eps", "--phase1-frac", "0"], 50),
-    "2-sc4-v-1phase": (["--schedule", "sc4", "--pred", "v", "--phase1-frac", "0"], 50),
-    "3-sc4-eps-2phase": (["--schedule", "sc4", "--pred", "eps", "--phase1-frac", "0.25"], 50),
-    "4-sc4-v-2phase": (["--schedule", "sc4", "--pred", "v", "--phase1-frac", "0.25"], 50),
-    "5-phase1-only": (["--schedule", "sc4", "--pred", "v", "--phase1-frac", "1"], 1),
+    "1-diffae-linear-eps": (["--schedule", "linear", "--pred", "eps", "--phase1-frac", "0"], "50", []),
+    "2-sc4-v-1phase": (["--schedule", "sc4", "--pred", "v", "--phase1-frac", "0"], "50", []),
+    "3-sc4-eps-2phase": (["--schedule", "sc4", "--pred", "eps", "--phase1-frac", "0.25"], "50", []),
+    "4-sc4-v-2phase": (["--schedule", "sc4", "--pred", "v", "--phase1-frac", "0.25"], "50", []),
+    "5-phase1-only": (["--schedule", "sc4", "--pred", "v", "--phase1-frac", "1"], "1", []),
 }
+# The related papers' decoders (flags.py RECIPES). LPIPS needs pretrained weights that cannot be had
+# offline: these runs leave it out and say so in their names. epsilon-VAE decodes on its reversed-log grid.
+RECIPE_VARIANTS = {
+    "1-diffae": (["--recipe", "diffae"], "1,3,50", []),
+    "2-paper": (["--recipe", "paper"], "1,3,50", []),
+    "3-epsvae-no-lpips": (["--recipe", "epsvae", "--lpips-weight", "0"], "1,3,50", ["--time-grid", "reversed-log"]),
+    "4-dgae-no-lpips": (["--recipe", "dgae", "--lpips-weight", "0"], "1,3,50", []),
+    "5-paper-spatial": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0"], "1,3,50", []),
+}
+SUITES = {"ablation": VARIANTS, "recipes": RECIPE_VARIANTS}
 
 
 class StepFailed(Exception):
@@ -46,11 +60,13 @@ PAPER = {"1-diffae-linear-eps": "26.89 / 0.905", "2-sc4-v-1phase": "sharp, struc
          "5-phase1-only": "≈ 30.5 (blurry, FID ≈ 37)"}
 
 
-def table(results):
+def table(results, suite="ablation"):
     """The README's markdown table, from the committed JSON."""
+    if suite == "recipes":
+        return recipe_table(results)
     lines = ["| variant | flags | stochastic PSNR / SSIM | inversion PSNR / SSIM | train time | paper (PSNR / SSIM) |",
              "|---|---|---|---|---|---|"]
-    for name, (flags, _) in VARIANTS.items():
+    for name, (flags, _, _) in VARIANTS.items():
         path = os.path.join(results, f"{name}.json")
         if not os.path.exists(path):
             continue
@@ -59,6 +75,24 @@ def table(results):
         minutes = recs["stochastic"]["train_seconds"] / 60
         lines.append(f"| {name} | `{' '.join(flags)}` | {cell['stochastic']} | {cell.get('inversion', '—')} "
                      f"| {minutes:.1f} min | {PAPER[name]} |")
+    return "\n".join(lines)
+
+
+def recipe_table(results):
+    """One row per recipe and step count: random and inverted x_T."""
+    lines = ["| recipe | flags | steps | stochastic PSNR / SSIM | inversion PSNR / SSIM | train time |",
+             "|---|---|---|---|---|---|"]
+    for name, (flags, _, eval_flags) in RECIPE_VARIANTS.items():
+        path = os.path.join(results, f"{name}.json")
+        if not os.path.exists(path):
+            continue
+        records = json.load(open(path))
+        cells = {(r["mode"], r["steps"]): f"{r['psnr']:.2f} / {r['ssim']:.3f} (n = {r['n']})" for r in records}
+        minutes = records[0]["train_seconds"] / 60
+        shown = " ".join(flags + [f"(eval {' '.join(eval_flags)})"] if eval_flags else flags)
+        for steps in sorted({s for _, s in cells}):
+            lines.append(f"| {name} | `{shown}` | {steps} | {cells.get(('stochastic', steps), '—')} "
+                         f"| {cells.get(('inversion', steps), '—')} | {minutes:.1f} min |")
     return "\n".join(lines)
 
 
@@ -95,7 +129,7 @@ def done_command(path):
         return None
 
 
-def run_variant(name, flags, steps, args):
+def run_variant(name, flags, steps, eval_flags, args):
     out, result = os.path.join(args.runs, name), os.path.join(args.results, f"{name}.json")
     ckpt, done = os.path.join(out, "ckpt.pt"), os.path.join(out, "done")
     py = sys.executable
@@ -116,14 +150,16 @@ def run_variant(name, flags, steps, args):
         with open(done, "w") as f:  # what was trained, so that a later call with other flags is not evaluated on it
             json.dump(command, f)
     records = []
-    modes = [("stochastic", args.n)] + ([("inversion", args.n_inversion)] if steps > 1 else [])
+    # inversion means nothing for a one-step decoder (phase 1 only)
+    modes = [("stochastic", args.n)] + ([("inversion", args.n_inversion)] if steps != "1" else [])
     for mode, n in modes:
         tmp = os.path.join(out, f"eval-{mode}.json")
         run([py, "eval.py", "--ckpt", ckpt, "--data", args.data, "--split", "heldout", "--n", str(n),
-             "--steps", str(steps), "--mode", mode, "--device", args.device, "--json", tmp,
+             "--steps", steps, "--mode", mode, "--device", args.device, "--json", tmp, *eval_flags,
              "--grid", os.path.join(out, f"grid-{mode}.png"), "--save", os.path.join(out, f"eval-{mode}.npz")])
         with open(tmp) as f:
-            records.append(json.load(f))
+            record = json.load(f)
+        records.extend(record if isinstance(record, list) else [record])  # a list: one record per step count
     with open(os.path.join(out, "log.jsonl"), "rb") as f:
         log = f.read()
     # the result and its training log replace the old ones together, and only now
@@ -134,15 +170,17 @@ def run_variant(name, flags, steps, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    p.add_argument("--suite", default="ablation", choices=list(SUITES), help="which experiment")
     p.add_argument("--data", help="image folder (its held-out part is used for evaluation); needed unless --table")
     p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="train.py preset for every variant")
     p.add_argument("--examples", type=positive, default=None, help="training examples per variant (default: the preset's)")
-    p.add_argument("--runs", default="runs/ablation", help="where the run folders go")
-    p.add_argument("--results", default="results/ablation", help="where the eval JSON goes")
+    p.add_argument("--runs", help="where the run folders go (default: runs/<suite>)")
+    p.add_argument("--results", help="where the eval JSON goes (default: results/<suite>)")
     p.add_argument("--n", type=positive, default=1000, help="held-out images for the stochastic evaluation")
     p.add_argument("--n-inversion", type=positive, default=250, help="held-out images for the inversion evaluation")
-    p.add_argument("--only", nargs="+", choices=list(VARIANTS), metavar="VARIANT",
-                   help="variants to run (default: all): " + ", ".join(VARIANTS))
+    p.add_argument("--only", nargs="+", choices=[n for suite in SUITES.values() for n in suite], metavar="VARIANT",
+                   help="variants of the suite to run (default: all): "
+                        + "; ".join(f"{s}: " + ", ".join(v) for s, v in SUITES.items()))
     p.add_argument("--force", action="store_true", help="re-run variants whose results exist (each is replaced "
                    "only when its new result is complete)")
     p.add_argument("--device", default="auto", help="device for training and evaluation")
@@ -150,17 +188,22 @@ def main(argv=None):
                    help="train.py --precision (evaluation is always fp32)")
     p.add_argument("--table", action="store_true", help="print the results table (markdown) from --results and exit")
     args = p.parse_args(argv)
+    variants = SUITES[args.suite]
+    args.runs = args.runs or os.path.join("runs", args.suite)
+    args.results = args.results or os.path.join("results", args.suite)
+    if args.only and not set(args.only) <= set(variants):
+        p.error(f"--only: {', '.join(sorted(set(args.only) - set(variants)))} is not in --suite {args.suite}")
     if args.table:
-        if not any(os.path.exists(os.path.join(args.results, f"{name}.json")) for name in VARIANTS):
+        if not any(os.path.exists(os.path.join(args.results, f"{name}.json")) for name in variants):
             sys.exit(f"error: --table: no results in {args.results} (run the experiments first)")
-        print(table(args.results))
+        print(table(args.results, args.suite))
         return
     if args.data is None:
         p.error("--data is required (the image folder to train and evaluate on)")
     if not os.path.isdir(args.data):
         sys.exit(f"error: --data {args.data} is not a folder of images")
     todo = []
-    for name in args.only or VARIANTS:
+    for name in args.only or variants:
         result = os.path.join(args.results, f"{name}.json")
         if os.path.exists(result) and not args.force:
             reason = stale_reason(result, args)
@@ -174,7 +217,7 @@ def main(argv=None):
         return
     try:
         for name in todo:
-            run_variant(name, *VARIANTS[name], args)
+            run_variant(name, *variants[name], args)
     except StepFailed as e:
         sys.exit(f"error: {e}; nothing of this variant was written to {args.results}")
     except KeyboardInterrupt:

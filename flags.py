@@ -24,6 +24,22 @@ PRESETS = {
                 z_map_channels=16, batch_size=32, lr=1e-3, warmup=5_000, lr_decay="cosine", ema_decay=0.995,
                 examples=80_000, log_every=10, sample_every=16_000, ckpt_every=8_000),
 }
+# Recipes: how each paper trains its decoder (the network's size comes from --preset). Typed flags
+# override a recipe; a recipe overrides the preset where both set a flag (z_map_channels).
+# 'paper': Khungurn et al. 2025. 'diffae': Preechakul et al. 2022 (linear beta, eps, one phase).
+# 'epsvae': Zhao et al. 2024: rf, logit-normal t, spatial latent, gamma 0.6, LPIPS 0.5, adversarial 0.5.
+# 'dgae': rf with x0_hat = x_t - t v, a spatial KL latent (beta 1e-6 as SD-VAE; DGAE states none),
+#   LPIPS (eta not stated: 0.5 as epsilon-VAE); one phase, as DGAE trains.
+RECIPES = {
+    "paper": dict(schedule="sc4", pred="v", phase1_frac=0.25, t_sampler="uniform", latent="vector",
+                  kl_weight=0.0, gamma=1.0, lpips_weight=0.0, adv_weight=0.0),
+    "diffae": dict(schedule="linear", pred="eps", phase1_frac=0.0, t_sampler="uniform", latent="vector",
+                   kl_weight=0.0, gamma=1.0, lpips_weight=0.0, adv_weight=0.0),
+    "epsvae": dict(schedule="rf", pred="v", phase1_frac=0.0, t_sampler="logit-normal", latent="spatial",
+                   z_map_channels=0, kl_weight=0.0, gamma=0.6, lpips_weight=0.5, adv_weight=0.5),
+    "dgae": dict(schedule="rf", pred="v", phase1_frac=0.0, t_sampler="uniform", latent="spatial",
+                 z_map_channels=0, kl_weight=1e-6, gamma=1.0, lpips_weight=0.5, adv_weight=0.0),
+}
 # Flags that may change when a run is resumed: they do not change what is computed.
 RUN_FLAGS = {"out", "resume", "overwrite", "device", "precision", "compile", "log_every", "sample_every",
              "ckpt_every", "allow_slow"}
@@ -41,17 +57,39 @@ def from_preset(text: str, key: str) -> str:
     return f"{text} (" + "; ".join(f"{name}: {p[key]}" for name, p in PRESETS.items()) + ")"
 
 
+def from_recipe(text: str, key: str) -> str:
+    """A flag's help with each recipe's value, since its default comes from --recipe."""
+    return f"{text} (recipe " + "; ".join(f"{name}: {r[key]}" for name, r in RECIPES.items()) + ")"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Two-phase training of a diffusion autoencoder (Khungurn et al. 2025).",
                                 formatter_class=HelpFormatter,
                                 epilog="Flags whose help lists a value per preset take it from --preset unless given.")
     p.add_argument("--preset", default="paper", choices=list(PRESETS), help="a coherent group of defaults; flags override it")
-    p.add_argument("--schedule", default="sc4", help="linear | cosine | sc<S> (shifted cosine, e.g. sc4) | rf")
-    p.add_argument("--pred", default="v", choices=["eps", "x0", "v"], help="what the decoder predicts")
-    p.add_argument("--phase1-frac", type=float, default=0.25, help="share of training examples in phase 1 (t = 1)")
-    p.add_argument("--t-sampler", default="uniform", choices=["uniform", "logit-normal"], help="phase-2 t distribution")
+    p.add_argument("--recipe", default="paper", choices=list(RECIPES),
+                   help="the training method of a paper; flags override it (see README, Recipes)")
+    p.add_argument("--schedule", help=from_recipe("linear | cosine | sc<S> (shifted cosine, e.g. sc4) | rf", "schedule"))
+    p.add_argument("--pred", choices=["eps", "x0", "v"], help=from_recipe("what the decoder predicts", "pred"))
+    p.add_argument("--phase1-frac", type=float, help=from_recipe("share of training examples in phase 1 (t = 1)",
+                                                                 "phase1_frac"))
+    p.add_argument("--t-sampler", choices=["uniform", "logit-normal"], help=from_recipe("phase-2 t distribution",
+                                                                                          "t_sampler"))
     p.add_argument("--t-mean", type=float, default=0.0, help="logit-normal mean")
     p.add_argument("--t-std", type=float, default=1.0, help="logit-normal std")
+    p.add_argument("--latent", choices=["vector", "spatial"], help=from_recipe(
+        "vector: DiffAE's z (AdaGN); spatial: a map concatenated with x_t (epsilon-VAE, DGAE)", "latent"))
+    p.add_argument("--latent-channels", type=int, default=4, help="channels of a spatial latent")
+    p.add_argument("--latent-down", type=int, default=4, help="downsampling factor f of a spatial latent (H/f x W/f)")
+    p.add_argument("--kl-weight", type=float, help=from_recipe(
+        "> 0: a Gaussian latent (mu, log sigma^2) with this weight on its KL term (DGAE's beta)", "kl_weight"))
+    p.add_argument("--gamma", type=float, help=from_recipe("noise scaling of the data term", "gamma"))
+    p.add_argument("--adv-weight", type=float, help=from_recipe(
+        "> 0: adversarial trajectory matching with this weight on the decoder's term", "adv_weight"))
+    p.add_argument("--r1-weight", type=float, default=1.0, help="R1 penalty weight of the discriminator")
+    p.add_argument("--adv-start", type=int, default=0, help="examples before the decoder gets the adversarial term")
+    p.add_argument("--lpips-weight", type=float, help=from_recipe(
+        "LPIPS on the one-step x0_hat (needs requirements-extras.txt and the backbone's weights)", "lpips_weight"))
     preset_flags = [
         ("examples", int, "total training examples"), ("batch_size", int, "batch size"),
         ("lr", float, "Adam learning rate"), ("warmup", int, "examples of linear learning-rate warm-up"),
@@ -94,6 +132,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Flags, with the preset filling every flag not given; validated. Raises ValueError naming the flag."""
     p = build_parser()
     args = p.parse_args(argv)
+    for k, v in RECIPES[args.recipe].items():  # first: a recipe's value beats the preset's
+        if getattr(args, k) is None:
+            setattr(args, k, v)
     for k, v in PRESETS[args.preset].items():
         if getattr(args, k) is None:
             setattr(args, k, ints(v) if k in ("channel_mult", "attn", "enc_channel_mult") else v)
@@ -110,13 +151,24 @@ def parse_args(argv=None) -> argparse.Namespace:
               "log_every", "sample_every", "ckpt_every", "enc_num_res_blocks"):
         if getattr(args, k) <= 0:
             raise ValueError(f"--{k.replace('_', '-')} must be positive, got {getattr(args, k)}")
-    for k in ("warmup", "holdout", "z_map_channels"):
+    for k in ("warmup", "holdout", "z_map_channels", "kl_weight", "lpips_weight", "adv_weight", "r1_weight",
+              "adv_start"):
         if getattr(args, k) < 0:
             raise ValueError(f"--{k.replace('_', '-')} must be >= 0, got {getattr(args, k)}")
     if not math.isfinite(args.lr) or args.lr <= 0:
         raise ValueError(f"--lr must be a positive number, got {args.lr}")
     if not 0 <= args.ema_decay < 1:
         raise ValueError(f"--ema-decay must be in [0, 1), got {args.ema_decay} (1 would never move the EMA weights)")
+    if args.latent_channels <= 0:
+        raise ValueError(f"--latent-channels must be positive, got {args.latent_channels}")
+    if not (math.isfinite(args.gamma) and args.gamma > 0):
+        raise ValueError(f"--gamma must be a positive number, got {args.gamma}")
+    if args.latent == "spatial":
+        f = args.latent_down
+        if f < 1 or f & (f - 1) or args.image_size % f:
+            raise ValueError(f"--latent-down must be a power of 2 that divides --image-size {args.image_size}, got {f}")
+        if args.z_map_channels:
+            raise ValueError("--latent spatial needs --z-map-channels 0 (the cpu preset sets 16 for its vector z)")
     if not 0 <= args.dropout < 1:
         raise ValueError(f"--dropout must be in [0, 1), got {args.dropout}")
     if not args.channel_mult or not args.enc_channel_mult:
@@ -131,9 +183,10 @@ def model_config(args) -> DAEConfig:
                      num_res_blocks=args.num_res_blocks, attn_resolutions=args.attn, dropout=args.dropout,
                      z_dim=args.z_dim, enc_channel_mult=args.enc_channel_mult,
                      enc_num_res_blocks=args.enc_num_res_blocks, enc_pool=args.enc_pool,
-                     z_map_channels=args.z_map_channels)
+                     z_map_channels=args.z_map_channels, latent=args.latent,
+                     latent_channels=args.latent_channels, latent_down=args.latent_down)
     return DAEConfig(net=net, schedule=args.schedule, pred=args.pred, t_sampler=args.t_sampler,
-                     t_mean=args.t_mean, t_std=args.t_std)
+                     t_mean=args.t_mean, t_std=args.t_std, kl_weight=args.kl_weight, gamma=args.gamma)
 
 
 def plain_args(args) -> dict:
@@ -155,8 +208,10 @@ def merge_resume_args(args, saved: dict):
             clashes.append(f"--{k.replace('_', '-')} {mine} (checkpoint: {saved[k]})")
     if clashes:
         raise ValueError("--resume with flags that contradict the checkpoint: " + "; ".join(clashes))
-    typed = {k: getattr(args, k) for k in args.explicit if k != "preset"}
-    merged = argparse.Namespace(**{**saved, **typed, "out": args.out, "resume": True, "overwrite": False})
+    typed = {k: getattr(args, k) for k in args.explicit if k not in ("preset", "recipe")}
+    # flags newer than the checkpoint take their defaults, which are what the code did before them
+    newer = {k: v for k, v in vars(args).items() if k not in saved and k != "explicit"}
+    merged = argparse.Namespace(**{**newer, **saved, **typed, "out": args.out, "resume": True, "overwrite": False})
     for k in ("channel_mult", "attn", "enc_channel_mult"):
         setattr(merged, k, tuple(getattr(merged, k)))
     return merged

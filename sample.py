@@ -8,6 +8,8 @@ For rectified flow this is exactly an Euler step of the flow ODE, x_s = x_t + (s
 
 Reconstruction as in Khungurn et al. 2025: z = Enc(x_0), then ddim_decode from x_T ~ N(0, I)
 ("stochastic encoding"), or from x_T = ddim_encode(x_0) (DDIM inversion, more accurate).
+The samplers run in the diffusion's own space, y_0 = gamma x_0 (dae.py; the data when gamma = 1):
+reconstruct and interpolate convert at the ends.
 """
 import argparse
 import os
@@ -20,13 +22,15 @@ from schedules import bcast, time_grid
 
 
 def ddim_step(model, x, z, t, s, clip):
-    """One DDIM step of the whole batch from time t to time s (Python floats; no host sync)."""
+    """One DDIM step of the whole batch from time t to time s (Python floats; no host sync).
+    clip: x0_hat is clamped to [-clip, clip] (None or 0: not clamped)."""
     (alpha_t, alpha_s), (sigma_t, sigma_s) = (v.tolist() for v in model.schedule.alpha_sigma(
         torch.tensor([t, s], dtype=torch.float64)))
     x0_hat, eps_hat = model.predict(x, torch.full((x.shape[0],), t, device=x.device), z)
     if clip:
-        # As in DDPM/DiffAE sampling: keep x0_hat in the data range, and make eps_hat agree with it.
-        x0_hat = x0_hat.clamp(-1, 1)
+        # As in DDPM/DiffAE sampling: keep x0_hat in the data range [-clip, clip] (clip = gamma in
+        # the diffusion's space), and make eps_hat agree with it.
+        x0_hat = x0_hat.clamp(-clip, clip)
         if sigma_t > 0:
             eps_hat = (x - alpha_t * x0_hat) / sigma_t
     # DDIM, eta = 0: x_s = alpha_s x0_hat + sigma_s eps_hat
@@ -34,7 +38,7 @@ def ddim_step(model, x, z, t, s, clip):
 
 
 @torch.inference_mode()
-def ddim_decode(model, x_T, z, ts, clip=True):
+def ddim_decode(model, x_T, z, ts, clip=1.0):
     """DDIM sampling (Song et al. 2021, eq. 12 with eta = 0): x_T at ts[0] = 1 down to x_0 at ts[-1] = 0."""
     x = x_T
     for t, s in zip(ts[:-1].tolist(), ts[1:].tolist()):
@@ -43,7 +47,7 @@ def ddim_decode(model, x_T, z, ts, clip=True):
 
 
 @torch.inference_mode()
-def ddim_encode(model, x0, z, ts, clip=False):
+def ddim_encode(model, x0, z, ts, clip=None):
     """DDIM inversion: the same deterministic steps run from t = 0 up to t = 1, each using the
     prediction at the lower-noise end (so it is exact only in the limit of many steps).
     ts is the decoding grid (1 -> 0); it is walked in reverse."""
@@ -70,11 +74,11 @@ def interpolate(model, x_a, x_b, n, ts):
     """n images from x_a to x_b: z interpolated linearly, the inverted x_T spherically."""
     both = torch.stack([x_a, x_b])
     z = model.encode(both)
-    x_T = ddim_encode(model, both, z, ts)
+    x_T = ddim_encode(model, model.to_diffusion(both), z, ts)
     w = torch.linspace(0, 1, n, device=x_a.device)
-    z_w = torch.stack([torch.lerp(z[0], z[1], float(wi)) for wi in w])                 # (n, z_dim)
+    z_w = torch.stack([torch.lerp(z[0], z[1], float(wi)) for wi in w])                 # (n, *z.shape[1:])
     x_w = torch.cat([slerp(x_T[:1], x_T[1:], float(wi)) for wi in w])                 # (n, C, H, W)
-    return ddim_decode(model, x_w, z_w, ts)
+    return model.to_data(ddim_decode(model, x_w, z_w, ts, clip=model.cfg.gamma))
 
 
 @torch.inference_mode()
@@ -84,10 +88,10 @@ def reconstruct(model, x0, ts, mode="stochastic", generator=None):
     if mode == "stochastic":
         x_T = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device)
     elif mode == "inversion":
-        x_T = ddim_encode(model, x0, z, ts)
+        x_T = ddim_encode(model, model.to_diffusion(x0), z, ts)
     else:
         raise ValueError(f"unknown mode {mode!r}: choose stochastic or inversion")
-    return ddim_decode(model, x_T, z, ts)
+    return model.to_data(ddim_decode(model, x_T, z, ts, clip=model.cfg.gamma))
 
 
 def main(argv=None):

@@ -8,6 +8,7 @@ rest (t ~ U(0, 1) under the chosen schedule). The run folder gets ckpt.pt (see c
 log.jsonl (one JSON object per logging interval) and samples/ (reconstruction grids, EMA weights).
 """
 import copy
+import functools
 import json
 import math
 import os
@@ -31,7 +32,9 @@ from cli import check_output, pick_device, pick_precision
 from cost import estimate_hours
 from dae import DiffusionAutoencoder, count_params
 from data import batch_indices, load_images, to_float
+from discriminator import Discriminator, discriminator_step, generator_loss
 from flags import merge_resume_args, model_config, parse_args, plain_args
+from perceptual import load_lpips
 from sample import reconstruct
 from schedules import time_grid
 
@@ -85,6 +88,7 @@ def train(args):
         args = merge_resume_args(args, ckpt["args"])
         device = pick_device(args.device)
     precision = pick_precision(args.precision, device)
+    lpips = load_lpips(device) if args.lpips_weight > 0 else None  # fails now, not mid-run, when offline
     ckpt_path, log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
     check_output(ckpt_path, "--out")
     torch.manual_seed(args.seed)
@@ -106,11 +110,20 @@ def train(args):
     model = model.to(memory_format=memory_format)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, **optimizer_kwargs(device))
+    disc = disc_opt = None
+    if args.adv_weight > 0:  # epsilon-VAE's adversarial trajectory matching (discriminator.py)
+        torch.manual_seed(args.seed + 1)
+        disc = Discriminator(model.cfg.net.in_channels).to(device)
+        # betas (0.5, 0.9): a common GAN setting; epsilon-VAE does not state D's optimizer
+        disc_opt = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9))
     step, elapsed, saved_step = 0, 0.0, None
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["opt"])
+        if disc is not None:
+            disc.load_state_dict(ckpt["disc"])
+            disc_opt.load_state_dict(ckpt["disc_opt"])
         step, elapsed = ckpt["step"], ckpt["elapsed"]
         saved_step = step
         torch.set_rng_state(ckpt["rng"]["cpu"])
@@ -141,6 +154,7 @@ def train(args):
             "config": model.cfg.to_dict(), "args": plain_args(args), "model": model.state_dict(),
             "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step, "examples": step * B,
             "precision": precision, "elapsed": elapsed + time.time() - t_start,
+            **({"disc": disc.state_dict(), "disc_opt": disc_opt.state_dict()} if disc is not None else {}),
             "rng": {"cpu": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}})
         drop_set_aside(aside)  # the replacement exists now
@@ -158,7 +172,22 @@ def train(args):
     # checkpoints fall on logging steps, so that a resumed run logs the same averages
     ckpt_steps = max(1, args.ckpt_every // B // args.log_every) * args.log_every
     sample_steps = max(1, args.sample_every // B)
-    loss_fn = torch.compile(model.loss) if args.compile else model.loss
+    fake = []  # the batch the decoder just saw, for the discriminator's step
+    adv_on = [False]  # set by the loop (a list, so that a compiled loss sees two cases, not every step)
+
+    def extra(x0_hat, x0, x_t, t):
+        """Terms on the one-step estimate of x_0: LPIPS (epsilon-VAE, DGAE), adversarial (epsilon-VAE)."""
+        total = torch.zeros((), device=x0.device)
+        if lpips is not None:
+            total = total + args.lpips_weight * lpips(x0_hat, x0).mean()
+        if disc is not None:
+            fake[:] = [x0_hat, x0, x_t, t]
+            if adv_on[0]:
+                total = total + args.adv_weight * generator_loss(disc, x0_hat, x_t, t)
+        return total
+    uses_extra = lpips is not None or disc is not None
+    loss_fn = functools.partial(model.loss, extra=extra if uses_extra else None)
+    loss_fn = torch.compile(loss_fn) if args.compile else loss_fn
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     params, ema_params = list(model.parameters()), list(ema.parameters())
     loss_sum = torch.zeros((), device=device)
@@ -206,9 +235,12 @@ def train(args):
             x0 = torch.where(flip, x0.flip(3), x0)
             x0 = x0.contiguous(memory_format=memory_format)
             n_phase1 = min(max(phase1_examples - examples, 0), B)  # examples of this batch still in phase 1
+            adv_on[0] = disc is not None and examples >= args.adv_start
             # EMA warm-up: early weights are noise, so average over at most the steps seen so far
             ema_decay = min(args.ema_decay, (1 + step) / (10 + step))
             loss = train_step(loss_fn, opt, params, ema_params, ema_decay, x0, n_phase1, autocast)
+            if disc is not None:
+                discriminator_step(disc, disc_opt, *fake, args.r1_weight)
             first_bad = torch.where(torch.isfinite(loss) | (first_bad >= 0), first_bad, step)
             loss_sum += loss
             step += 1

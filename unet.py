@@ -6,6 +6,10 @@ Decoder: the ADM / DDPM UNet (Ho et al. 2020; Dhariwal & Nichol 2021) as DiffAE 
     h = h * (1 + s_z),             s_z = Linear(z)
 Encoder: the down half of the same UNet without time input, then GN -> SiLU -> global average pool
 -> linear to z (512-d in DiffAE and in Khungurn et al. 2025).
+
+Spatial latent (latent='spatial'; epsilon-VAE, DGAE, SD-VAE style): the encoder stops at H/f x W/f
+(f = latent_down) and a 3x3 conv gives latent_channels channels; the decoder gets z by nearest-
+neighbour upsampling to H x W and channel concatenation with x_t, and no AdaGN z term.
 """
 import math
 from dataclasses import dataclass
@@ -35,6 +39,10 @@ class UNetConfig:
     # nearest-upsampled and concatenated with x_t, as epsilon-VAE and DGAE condition on their latents.
     # 0 = DiffAE (z enters through AdaGN only).
     z_map_channels: int = 0
+    # 'vector' = DiffAE's z_dim vector; 'spatial' = a (latent_channels, H/latent_down, W/latent_down) map
+    latent: str = "vector"
+    latent_channels: int = 4
+    latent_down: int = 4
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -76,7 +84,8 @@ class ResBlock(nn.Module):
             s_t, b_t = self.emb(F.silu(emb))[:, :, None, None].chunk(2, dim=1)   # (B, C, 1, 1) each
             # AdaGN: GN(h) (1 + s_t) + b_t, then (1 + s_z)
             h = h * (1 + s_t) + b_t
-            h = h * (1 + self.cond(z)[:, :, None, None])
+            if self.cond is not None:
+                h = h * (1 + self.cond(z)[:, :, None, None])
         h = self.conv2(self.drop(F.silu(h)))
         return self.skip(x) + h
 
@@ -153,20 +162,24 @@ class UNet(nn.Module):
 
     def __init__(self, cfg: UNetConfig):
         super().__init__()
+        check_latent(cfg)
         ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
         self.base = ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.spatial = cfg.latent == "spatial"
+        z_dim = 0 if self.spatial else cfg.z_dim                     # AdaGN's z term: vector latents only
+        extra = cfg.latent_channels if self.spatial else cfg.z_map_channels
         self.z_map = None
         if cfg.z_map_channels:
             self.map_side = cfg.image_size // 4
             self.z_map = nn.Linear(cfg.z_dim, cfg.z_map_channels * self.map_side ** 2)
-        self.conv_in = nn.Conv2d(cfg.in_channels + cfg.z_map_channels, ch, 3, padding=1)
-        self.down, skip_ch, ch, res = down_path(cfg, cfg.channel_mult, cfg.num_res_blocks, emb_dim, cfg.z_dim)
-        self.mid = middle(ch, emb_dim, cfg.z_dim, cfg)
+        self.conv_in = nn.Conv2d(cfg.in_channels + extra, ch, 3, padding=1)
+        self.down, skip_ch, ch, res = down_path(cfg, cfg.channel_mult, cfg.num_res_blocks, emb_dim, z_dim)
+        self.mid = middle(ch, emb_dim, z_dim, cfg)
         self.up = nn.ModuleList()
         for level, m in reversed(list(enumerate(cfg.channel_mult))):
             for i in range(cfg.num_res_blocks + 1):
-                stage = [ResBlock(ch + skip_ch.pop(), cfg.base_channels * m, emb_dim, cfg.z_dim, cfg.dropout)]
+                stage = [ResBlock(ch + skip_ch.pop(), cfg.base_channels * m, emb_dim, z_dim, cfg.dropout)]
                 ch = cfg.base_channels * m
                 if res in cfg.attn_resolutions:
                     stage.append(Attention(ch, cfg.head_channels))
@@ -178,7 +191,11 @@ class UNet(nn.Module):
 
     def forward(self, x_t, t, z):
         emb = self.time_mlp(timestep_embedding(t, self.base))                    # (B, 4 base)
-        if self.z_map is not None:
+        if self.spatial:
+            # epsilon-VAE / DGAE: z nearest-upsampled to the image size, concatenated with x_t
+            up = F.interpolate(z, size=x_t.shape[-2:], mode="nearest").to(x_t.dtype)  # (B, c, H, W)
+            x_t, z = torch.cat([x_t, up], dim=1), None
+        elif self.z_map is not None:
             m = self.z_map(z).view(z.shape[0], -1, self.map_side, self.map_side)  # (B, c, H/4, W/4)
             x_t = torch.cat([x_t, F.interpolate(m, size=x_t.shape[-2:], mode="nearest").to(x_t.dtype)], dim=1)
         h = self.conv_in(x_t)                                                     # (B, base, H, W)
@@ -192,26 +209,55 @@ class UNet(nn.Module):
         return self.out(h)                                                        # (B, C, H, W)
 
 
-class Encoder(nn.Module):
-    """Semantic encoder: x_0 -> z (DiffAE: down path, GN, SiLU, global average pool, linear)."""
+def check_latent(cfg: UNetConfig) -> None:
+    if cfg.latent not in ("vector", "spatial"):
+        raise ValueError(f"unknown latent {cfg.latent!r}: choose vector or spatial")
+    if cfg.latent == "spatial":
+        f = cfg.latent_down
+        if f < 1 or f & (f - 1) or cfg.image_size % f:
+            raise ValueError(f"latent_down must be a power of 2 that divides the image size {cfg.image_size}, "
+                             f"got {f}")
+        if cfg.z_map_channels:
+            raise ValueError("z_map_channels feeds a vector latent as a map; a spatial latent is one already")
 
-    def __init__(self, cfg: UNetConfig):
+
+def spatial_mult(cfg: UNetConfig) -> tuple:
+    """The encoder's channel multipliers for a spatial latent: log2(f) downsamplings, so log2(f) + 1
+    levels of enc_channel_mult (its last value repeated if it has fewer)."""
+    levels = cfg.latent_down.bit_length()                                     # log2(f) + 1
+    mult = tuple(cfg.enc_channel_mult)
+    return (mult + mult[-1:] * levels)[:levels]
+
+
+class Encoder(nn.Module):
+    """Semantic encoder: x_0 -> z (DiffAE: down path, GN, SiLU, global average pool, linear), or a
+    spatial latent (down path to H/f, GN, SiLU, 3x3 conv). variational: twice the outputs, (mu, log sigma^2)."""
+
+    def __init__(self, cfg: UNetConfig, variational: bool = False):
         super().__init__()
-        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.base_channels, 3, padding=1)
-        self.down, _, ch, res = down_path(cfg, cfg.enc_channel_mult, cfg.enc_num_res_blocks, 0, 0)
-        self.mid = middle(ch, 0, 0, cfg)
-        self.norm = group_norm(ch)
+        check_latent(cfg)
         if cfg.enc_pool not in ("mean", "flatten"):
             raise ValueError(f"unknown encoder pooling {cfg.enc_pool!r}: choose mean or flatten")
-        self.pool = cfg.enc_pool
-        feat = ch if cfg.enc_pool == "mean" else ch * res * res
-        self.fc = nn.Linear(feat, cfg.z_dim)
+        self.spatial, self.pool = cfg.latent == "spatial", cfg.enc_pool
+        mult = spatial_mult(cfg) if self.spatial else cfg.enc_channel_mult
+        k = 2 if variational else 1
+        self.conv_in = nn.Conv2d(cfg.in_channels, cfg.base_channels, 3, padding=1)
+        self.down, _, ch, res = down_path(cfg, mult, cfg.enc_num_res_blocks, 0, 0)
+        self.mid = middle(ch, 0, 0, cfg)
+        self.norm = group_norm(ch)
+        if self.spatial:
+            self.head = nn.Conv2d(ch, k * cfg.latent_channels, 3, padding=1)
+        else:
+            feat = ch if cfg.enc_pool == "mean" else ch * res * res
+            self.fc = nn.Linear(feat, k * cfg.z_dim)
 
     def forward(self, x0):
         h = run(self.mid, run_stages(self.down, self.conv_in(x0)), None, None)    # (B, C, h, w)
         h = F.silu(self.norm(h))
+        if self.spatial:
+            return self.head(h)                                                   # (B, k c, H/f, W/f)
         h = h.mean(dim=(2, 3)) if self.pool == "mean" else h.flatten(1)          # (B, C) or (B, C h w)
-        return self.fc(h)                                                         # (B, z_dim)
+        return self.fc(h)                                                         # (B, k z_dim)
 
 
 def run_stages(stages, h):

@@ -205,3 +205,36 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
     x = load_images(str(tmp_path), "all", 0, 16)
     expected = torch.from_numpy((v16 // 257).astype(np.uint8))
     assert torch.equal(x[0, 0], expected) and torch.equal(x[0, 1], expected) and torch.equal(x[0, 2], expected)
+
+
+def test_recipes_suite_evaluates_every_step_count(image_folder, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run(cmd):  # stands in for train.py / eval.py
+        calls.append(cmd)
+        out = cmd[cmd.index("--out") + 1] if "train.py" in cmd[1] else None
+        if out:
+            os.makedirs(out, exist_ok=True)
+            open(os.path.join(out, "log.jsonl"), "w").write('{"step": 1}\n')
+        else:
+            mode = cmd[cmd.index("--mode") + 1]
+            steps = [int(s) for s in cmd[cmd.index("--steps") + 1].split(",")]
+            records = [{"mode": mode, "steps": s, "psnr": 10.0 + s, "ssim": 0.5, "n": 4, "examples": 80_000,
+                        "train_seconds": 60.0} for s in steps]
+            open(cmd[cmd.index("--json") + 1], "w").write(json.dumps(records))
+
+    monkeypatch.setattr(experiments, "run", fake_run)
+    results = tmp_path / "results"
+    experiments.main(["--suite", "recipes", "--data", image_folder, "--results", str(results), "--runs",
+                      str(tmp_path / "runs"), "--only", "3-epsvae-no-lpips"])
+    train_cmd, *evals = calls
+    assert "--recipe" in train_cmd and "epsvae" in train_cmd and train_cmd[train_cmd.index("--lpips-weight") + 1] == "0"
+    assert all("reversed-log" in c for c in evals) and len(evals) == 2
+    records = json.load(open(results / "3-epsvae-no-lpips.json"))
+    assert sorted((r["mode"], r["steps"]) for r in records) == [(m, s) for m in ("inversion", "stochastic")
+                                                               for s in (1, 3, 50)]
+    experiments.main(["--suite", "recipes", "--results", str(results), "--table"])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 3-epsvae")]
+    assert len(rows) == 3 and "| 50 | 60.00 / 0.500 (n = 4) | 60.00 / 0.500 (n = 4) | 1.0 min |" in rows[2]
+    with pytest.raises(SystemExit):
+        experiments.main(["--suite", "recipes", "--data", image_folder, "--only", "2-sc4-v-1phase"])

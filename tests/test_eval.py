@@ -70,6 +70,24 @@ def test_eval_cli(tiny_ckpt, image_folder, tmp_path, mode):
     assert f"PSNR {result['psnr']:.2f}" in stdout and os.path.getsize(png) > 0
 
 
+def test_eval_takes_a_list_of_step_counts(tiny_ckpt, image_folder, tmp_path):
+    """--steps 1,3: one model load, a record per count, each the same as a call with that count alone."""
+    common = ["--ckpt", tiny_ckpt, "--data", image_folder, "--n", "5", "--device", "cpu"]
+    js, one, npz = str(tmp_path / "many.json"), str(tmp_path / "one.json"), str(tmp_path / "many.npz")
+    code, stdout, err = run_cli("eval.py", *common, "--steps", "1,3", "--json", js, "--save", npz)
+    assert code == 0, err
+    assert run_cli("eval.py", *common, "--steps", "3", "--json", one)[0] == 0
+    records = json.load(open(js))
+    assert [r["steps"] for r in records] == [1, 3] and records[1]["psnr"] == json.load(open(one))["psnr"]
+    assert records[0]["psnr"] != records[1]["psnr"] and stdout.count("PSNR") == 2
+    saved = np.load(npz)
+    assert sorted(saved.files) == ["originals", "reconstructions_1", "reconstructions_3"]
+    rec = torch.from_numpy(saved["reconstructions_1"])
+    assert psnr(torch.from_numpy(saved["originals"]), rec).mean().item() == pytest.approx(records[0]["psnr"])
+    code, _, err = run_cli("eval.py", *common, "--steps", "1,x")
+    assert code == 2 and "expected step counts" in err
+
+
 @pytest.mark.parametrize("args,message", [
     (["--ckpt", "/no/such.pt"], "checkpoint not found"),
     (["--ckpt", "NOTCKPT"], "not a readable checkpoint"),

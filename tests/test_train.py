@@ -38,9 +38,12 @@ def test_phase_switch_and_run_folder(image_folder, tmp_path):
     assert os.path.getsize(os.path.join(out, "interpolation.png")) > 0
 
 
-def test_sigkill_then_resume_is_bit_identical(image_folder, tmp_path):
+@pytest.mark.parametrize("recipe", [[], ["--adv-weight", "0.5", "--adv-start", "400", "--latent", "spatial",
+                                           "--z-map-channels", "0", "--kl-weight", "0.01"]])
+def test_sigkill_then_resume_is_bit_identical(recipe, image_folder, tmp_path):
+    """Also with the adversarial loss on: the discriminator and its optimizer are in the checkpoint."""
     flags = [*TINY_FLAGS, "--data", image_folder, "--examples", "1600", "--phase1-frac", "0.25",
-             "--log-every", "2", "--ckpt-every", "40", "--sample-every", "100000", "--dropout", "0.1"]
+             "--log-every", "2", "--ckpt-every", "40", "--sample-every", "100000", "--dropout", "0.1", *recipe]
     ref, cut = str(tmp_path / "ref"), str(tmp_path / "cut")
     code, _, err = run_cli("train.py", *flags, "--out", ref)
     assert code == 0, err
@@ -66,6 +69,8 @@ def test_sigkill_then_resume_is_bit_identical(image_folder, tmp_path):
     wa = torch.load(os.path.join(ref, "ckpt.pt"), weights_only=True)
     wb = torch.load(os.path.join(cut, "ckpt.pt"), weights_only=True)
     assert all(torch.equal(wa["ema"][k], wb["ema"][k]) for k in wa["ema"])
+    if recipe:
+        assert all(torch.equal(wa["disc"][k], wb["disc"][k]) for k in wa["disc"])
 
 
 def test_run_folder_protection_and_resume_checks(image_folder, tmp_path):
