@@ -6,6 +6,7 @@ The `lpips` package is an optional dependency (requirements-extras.txt). Its lin
 with the package, but the backbone's ImageNet weights download on first use: offline, or without
 the package, load_lpips fails at start with one sentence, never mid-run.
 """
+import warnings
 
 
 def load_lpips(device, net: str = "alex", random_backbone: bool = False):
@@ -17,7 +18,9 @@ def load_lpips(device, net: str = "alex", random_backbone: bool = False):
         raise ValueError("--lpips-weight needs the lpips package: pip install -r requirements-extras.txt, "
                          "or pass --lpips-weight 0") from None
     try:
-        model = lpips.LPIPS(net=net, pnet_rand=random_backbone, verbose=False)
+        with warnings.catch_warnings():  # torchvision's deprecation notes about lpips's own call
+            warnings.simplefilter("ignore", UserWarning)
+            model = lpips.LPIPS(net=net, pnet_rand=random_backbone, verbose=False)
     except Exception as e:  # the backbone's weights come from download.pytorch.org
         raise OSError(f"--lpips-weight could not load the {net} backbone's pretrained weights (no network? "
                       f"{type(e).__name__}); run once online to cache them, or pass --lpips-weight 0") from None

@@ -109,6 +109,7 @@ def test_reconstruct_is_exact_in_the_scaled_space():
 
     class Exact(torch.nn.Module):
         cfg = SimpleNamespace(gamma=gamma)
+        schedule = Schedule("sc4")
 
         def encode(self, x0):
             return None
