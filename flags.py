@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="Flags whose help lists a value per preset take it from --preset unless given.")
     p.add_argument("--preset", default="paper", choices=list(PRESETS), help="a coherent group of defaults; flags override it")
     p.add_argument("--recipe", default="paper", choices=list(RECIPES),
-                   help="the training method of a paper; flags override it (see README, Recipes)")
+                   help="the training method of a paper; flags override it (README: the related papers' decoders)")
     p.add_argument("--schedule", help=from_recipe("linear | cosine | sc<S> (shifted cosine, e.g. sc4) | rf", "schedule"))
     p.add_argument("--pred", choices=["eps", "x0", "v"], help=from_recipe("what the decoder predicts", "pred"))
     p.add_argument("--phase1-frac", type=float, help=from_recipe("share of training examples in phase 1 (t = 1)",
