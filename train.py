@@ -112,7 +112,7 @@ def train(args):
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, **optimizer_kwargs(device))
     disc = disc_opt = None
     if args.adv_weight > 0:  # epsilon-VAE's adversarial trajectory matching (discriminator.py)
-        torch.manual_seed(args.seed + 1)
+        torch.manual_seed(args.seed + 1)  # D's initialisation from a seed of its own (this reseeds the run too)
         disc = Discriminator(model.cfg.net.in_channels).to(device)
         # betas (0.5, 0.9): a common GAN setting; epsilon-VAE does not state D's optimizer
         disc_opt = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9))
