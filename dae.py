@@ -19,6 +19,12 @@ Options of the related papers (../shared/PAPERS.md):
       sqrt(gamma^2 alpha^2 + sigma^2), i.e. given the std x_t would have had without gamma (for the VP
       schedules exactly x_t / std(x_t) of unit-variance data), so gamma = 1 is the unscaled model.
       Targets and predictions live in y-space: x0_hat = y0_hat / gamma (to_data / to_diffusion).
+  Scale equivariance (Skorokhodov et al. 2025, "Diffusability"; spatial latents only):
+      L_SE = d(Down_s(x_0), Dec(Down_s(z))), Down_s = s x s average pooling, s drawn from se_scales per batch,
+      added as se_weight * L_SE. Their decoder is deterministic; a diffusion decoder's "Dec" here is its
+      one-step x0_hat from x_t = alpha_t Down_s(y_0) + sigma_t eps at the same t as the main term (so t = 1,
+      a plain decoder, in phase 1), and d is the mean-squared error in data space (our reading; the paper
+      leaves both open for diffusion decoders).
 """
 from dataclasses import asdict, dataclass, field, fields
 
@@ -42,6 +48,8 @@ class DAEConfig:
     t_std: float = 1.0
     kl_weight: float = 0.0         # DGAE's beta: > 0 makes the latent a Gaussian with a KL term
     gamma: float = 1.0             # epsilon-VAE's noise scaling (they use 0.6); 1 = none
+    se_weight: float = 0.0         # Diffusability's lambda of the scale-equivariance term; 0 = none
+    se_scales: tuple = (2,)        # downsampling factors s of that term (the paper: 2x or 4x)
 
     def to_dict(self) -> dict:
         """Plain types only, so that checkpoints load with torch.load(weights_only=True)."""
@@ -51,7 +59,27 @@ class DAEConfig:
     def from_dict(d: dict) -> "DAEConfig":
         known = {f.name for f in fields(UNetConfig)}
         net = {k: tuple(v) if isinstance(v, list) else v for k, v in d["net"].items() if k in known}
-        return DAEConfig(**{**d, "net": UNetConfig(**net)})
+        return DAEConfig(**{**d, "net": UNetConfig(**net), "se_scales": tuple(d.get("se_scales", (2,)))})
+
+
+def check_se(cfg: DAEConfig) -> None:
+    """The scale-equivariance term needs a spatial latent that every factor s divides, and decoder inputs
+    of H/s that the UNet's downsamplings divide."""
+    if cfg.se_weight < 0:
+        raise ValueError(f"the scale-equivariance weight (--se-weight) must be >= 0, got {cfg.se_weight}")
+    if cfg.se_weight == 0:
+        return
+    net = cfg.net
+    if net.latent != "spatial":
+        raise ValueError("scale equivariance (--se-weight) downsamples a spatial latent: pass --latent spatial")
+    side, unet_div = net.image_size // net.latent_down, 2 ** (len(net.channel_mult) - 1)
+    if not cfg.se_scales:
+        raise ValueError("--se-scales needs at least one factor")
+    for s in cfg.se_scales:
+        if s < 2 or side % s or (net.image_size // s) % unet_div:
+            raise ValueError(f"--se-scales {s}: each factor must be >= 2 and divide the {side}x{side} latent, and "
+                             f"the {net.image_size}/s image must split into the decoder's {unet_div}x{unet_div} "
+                             f"downsamplings")
 
 
 class DiffusionAutoencoder(nn.Module):
@@ -61,6 +89,7 @@ class DiffusionAutoencoder(nn.Module):
             raise ValueError(f"unknown prediction type {cfg.pred!r}: choose eps, x0 or v")
         if not cfg.gamma > 0:
             raise ValueError(f"gamma must be positive, got {cfg.gamma}")
+        check_se(cfg)
         self.cfg = cfg
         self.schedule = Schedule(cfg.schedule)
         self.encoder = Encoder(cfg.net, variational=cfg.kl_weight > 0)
@@ -128,11 +157,22 @@ class DiffusionAutoencoder(nn.Module):
         loss = F.mse_loss(out.float(), target.float())
         if logvar is not None:
             loss = loss + self.cfg.kl_weight * self.kl(mu.float(), logvar.float()).mean()
+        if self.cfg.se_weight > 0:
+            s = self.cfg.se_scales[int(torch.randint(len(self.cfg.se_scales), ()))]
+            loss = loss + self.cfg.se_weight * self.se_loss(x0, z, t, s)
         if extra is not None:
             # the one-step estimate every recipe's extra terms use (rf: x0_hat = x_t - t v_hat)
             y0_hat, _ = to_x0_eps(self.cfg.pred, out, x_t, alpha, sigma, self.schedule.is_rf)
             loss = loss + extra(self.to_data(y0_hat), x0, x_t, t)
         return loss
+
+    def se_loss(self, x0, z, t, s: int) -> torch.Tensor:
+        """L_SE = || x0_hat(Down_s(z)) - Down_s(x_0) ||^2 with the one-step x0_hat at time t (module docstring)."""
+        x0_s, z_s = F.avg_pool2d(x0, s), F.avg_pool2d(z, s)                      # (B, C, H/s, W/s), (B, c, h/s, w/s)
+        alpha, sigma = (bcast(a, x0_s) for a in self.schedule.alpha_sigma(t))
+        x_t = alpha * self.to_diffusion(x0_s) + sigma * torch.randn_like(x0_s)
+        y0_hat, _ = self.predict(x_t, t, z_s)
+        return F.mse_loss(self.to_data(y0_hat).float(), x0_s.float())
 
 
 def count_params(model: nn.Module) -> int:

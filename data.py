@@ -83,15 +83,15 @@ def load_folder(folder: str, split: str, holdout: int, size: int) -> torch.Tenso
     return torch.from_numpy(np.stack(images))                                   # (N, 3, H, W) uint8
 
 
-def load_cifar10(root: str, split: str) -> torch.Tensor:
+def cifar10(root: str, split: str):
+    """torchvision's CIFAR-10 data set object (train split, or the test split for 'heldout')."""
     import torchvision
     try:
-        ds = torchvision.datasets.CIFAR10(root, train=(split == "train"), download=True)
+        return torchvision.datasets.CIFAR10(root, train=(split in ("train", "all")), download=True)
     except Exception as e:  # URLError, socket errors, integrity errors: all mean "could not get it"
         raise OSError(f"could not download CIFAR-10 into {root} ({type(e).__name__}); without network, "
                       f"point --data at a folder of images instead, e.g. "
                       f"--data ../shared/data/cifar10-jpeg/train") from None
-    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()           # (N, 3, 32, 32) uint8
 
 
 def load_images(data: str, split: str = "train", holdout: int = 1000, size: int = 32,
@@ -101,8 +101,24 @@ def load_images(data: str, split: str = "train", holdout: int = 1000, size: int 
     data='cifar10': torchvision's CIFAR-10 (train split, or the test split for 'heldout').
     Otherwise a folder of images (any depth), split as described in the module docstring."""
     if data == "cifar10":
-        return load_cifar10(root, "train" if split in ("train", "all") else "test")
+        return torch.from_numpy(cifar10(root, split).data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
     return load_folder(data, split, holdout, size)
+
+
+def load_labels(data: str, split: str = "train", holdout: int = 1000, root: str = "./data"):
+    """(class index per image (N,) int64, class names), in load_images' order. A folder's classes are
+    its first-level sub-folders, sorted (as torchvision's ImageFolder); CIFAR-10's are its own."""
+    if data == "cifar10":
+        ds = cifar10(root, split)
+        return torch.tensor(ds.targets), list(ds.classes)
+    every = list_images(data)
+    top = [os.path.relpath(f, data).split(os.sep) for f in every]
+    if any(len(parts) < 2 for parts in top):
+        raise ValueError(f"{data} has images outside class sub-folders: labels need one sub-folder per class")
+    classes = sorted({parts[0] for parts in top})
+    index = {c: i for i, c in enumerate(classes)}
+    files = split_files(every, split, holdout)
+    return torch.tensor([index[os.path.relpath(f, data).split(os.sep)[0]] for f in files]), classes
 
 
 def to_float(x_u8: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,7 @@ import argparse
 import math
 
 from cli import HelpFormatter, same_data
-from dae import DAEConfig
+from dae import DAEConfig, check_se
 from schedules import Schedule
 from unet import UNetConfig
 
@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kl-weight", type=float, help=from_recipe(
         "> 0: a Gaussian latent (mu, log sigma^2) with this weight on its KL term (DGAE's beta)", "kl_weight"))
     p.add_argument("--gamma", type=float, help=from_recipe("noise scaling of the data term", "gamma"))
+    p.add_argument("--se-weight", type=float, default=0.0, help="> 0: Diffusability's scale-equivariance term "
+                   "with this weight (spatial latents; dae.py)")
+    p.add_argument("--se-scales", type=ints, default=(2,), help="its downsampling factors, e.g. 2,4 (one drawn per batch)")
     p.add_argument("--adv-weight", type=float, help=from_recipe(
         "> 0: adversarial trajectory matching with this weight on the decoder's term", "adv_weight"))
     p.add_argument("--r1-weight", type=float, default=1.0, help="R1 penalty weight of the discriminator")
@@ -175,6 +178,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError("--channel-mult and --enc-channel-mult need at least one value")
     if args.image_size % 2 ** (len(args.channel_mult) - 1) or args.image_size % 2 ** (len(args.enc_channel_mult) - 1):
         raise ValueError(f"--image-size {args.image_size} must be divisible by 2^(levels - 1) of the channel multipliers")
+    check_se(model_config(args))
     return args
 
 
@@ -186,7 +190,8 @@ def model_config(args) -> DAEConfig:
                      z_map_channels=args.z_map_channels, latent=args.latent,
                      latent_channels=args.latent_channels, latent_down=args.latent_down)
     return DAEConfig(net=net, schedule=args.schedule, pred=args.pred, t_sampler=args.t_sampler,
-                     t_mean=args.t_mean, t_std=args.t_std, kl_weight=args.kl_weight, gamma=args.gamma)
+                     t_mean=args.t_mean, t_std=args.t_std, kl_weight=args.kl_weight, gamma=args.gamma,
+                     se_weight=args.se_weight, se_scales=tuple(args.se_scales))
 
 
 def plain_args(args) -> dict:

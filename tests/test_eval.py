@@ -10,6 +10,7 @@ from skimage.metrics import structural_similarity
 
 from conftest import run_cli
 from eval import psnr, ssim
+from spectrum import sharpness
 
 
 def random_pair(seed, shape=(4, 3, 32, 32), noise=20.0):
@@ -67,6 +68,7 @@ def test_eval_cli(tiny_ckpt, image_folder, tmp_path, mode):
     assert orig.shape == (6, 3, 16, 16) and rec.dtype == torch.uint8
     assert psnr(orig, rec).mean().item() == pytest.approx(result["psnr"])
     assert ssim(orig, rec).mean().item() == pytest.approx(result["ssim"])
+    assert sharpness(orig, rec) == pytest.approx(result["sharpness"]) and result["sharpness"] > 0
     assert f"PSNR {result['psnr']:.2f}" in stdout and os.path.getsize(png) > 0
 
 
