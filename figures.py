@@ -1,4 +1,5 @@
-"""Every figure in figures/, made from the schedules and from the ablation's committed outputs.
+"""Every figure in figures/, made from the schedules and from the experiments' committed outputs
+(results/ablation, results/recipes, results/latent; probe.py and latent_sampler.py write their own grids).
 
     python figures.py                       # schedules only (needs nothing else)
     python figures.py --data ../shared/data/cifar10-jpeg/train   # + ablation figures (after experiments.py)
@@ -95,6 +96,72 @@ def reconstructions_figure(runs, path, k=10):
     return True
 
 
+def recipes_figure(results, path):
+    """PSNR, SSIM and sharpness against decoding steps for each recipe (experiments.py --suite recipes);
+    solid: random x_T, dashed: inverted x_T. False if there are no results."""
+    files = sorted(f for f in os.listdir(results) if f.endswith(".json")) if os.path.isdir(results) else []
+    if not files:
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for f in files:
+        records = json.load(open(os.path.join(results, f)))
+        color = None
+        for mode, style in (("stochastic", "-"), ("inversion", "--")):
+            rs = sorted((r for r in records if r["mode"] == mode), key=lambda r: r["steps"])
+            if not rs:
+                continue
+            for ax, key in zip(axes, ("psnr", "ssim", "sharpness")):
+                if all(key in r for r in rs):
+                    line, = ax.plot([r["steps"] for r in rs], [r[key] for r in rs], style, marker="o", ms=3,
+                                    color=color, label=f"{f[:-5]} ({mode})")
+                    color = line.get_color()
+    for ax, label in zip(axes, ("PSNR (dB)", "SSIM", "sharpness (1 = as detailed as the data)")):
+        ax.set(xscale="log", xlabel="DDIM steps", ylabel=label)
+    axes[2].axhline(1, color="gray", lw=0.5)
+    axes[2].set_yscale("log")
+    axes[0].legend(fontsize=6)
+    fig.suptitle("the recipes at CPU scale (80,000 examples each, held-out images); solid: random x_T, "
+                 "dashed: inverted", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def spectra_figure(latent_results, path):
+    """Block-DCT spectra (spectrum.py): images against the spatial latents, and originals against
+    reconstructions (50 random-x_T steps). False if there are no spectra."""
+    prefixes = ("spectrum-", "latent-spectrum-")  # results/latent/run.sh: of an eval's .npz, of a checkpoint
+    found = sorted(f for f in os.listdir(latent_results) if f.startswith(prefixes)) \
+        if os.path.isdir(latent_results) else []
+    if not found:
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    images_shown = False
+    for f in found:
+        r = json.load(open(os.path.join(latent_results, f)))
+        name = f[len("latent-spectrum-" if f.startswith("latent-") else "spectrum-"):-len(".json")]
+        if "latent" in r:
+            if not images_shown:
+                ax1.plot(r["originals"]["spectrum"], color="k", lw=2, label="RGB images (8x8 blocks)")
+                images_shown = True
+            ax1.plot(r["latent"]["spectrum"], label=f"{name}: latent {r['latent_shape']} ({r['latent']['block']}x"
+                     f"{r['latent']['block']} blocks)")
+        if "reconstructions_50" in r:
+            if not ax2.lines:
+                ax2.plot(r["originals"]["spectrum"], color="k", lw=2, label="originals")
+            ax2.plot(r["reconstructions_50"]["spectrum"],
+                     label=f"{name} (sharpness {r['reconstructions_50']['sharpness']:.2f})")
+    ax1.set(xlabel="zigzag index", ylabel="mean |D_uv| / mean |D_00|", yscale="log", title="images vs latents")
+    ax2.set(xlabel="zigzag index", yscale="log", title="reconstructions, 50 steps, random x_T")
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def interpolation_figure(ckpt_path, data, path, steps=50):
     from checkpoint import build_model, load_checkpoint
     from data import load_images, to_float
@@ -141,6 +208,12 @@ def main(argv=None):
         else:
             skipped.append(f"reconstructions.png (no eval-stochastic.npz in the run folders of {args.runs}; "
                            f"run experiments.py first)")
+        for name, make, source in [("recipes.png", recipes_figure, "results/recipes"),
+                                   ("spectra.png", spectra_figure, "results/latent")]:
+            if make(source, os.path.join(args.out, name)):
+                done.append(name)
+            else:
+                skipped.append(f"{name} (no results in {source})")
         ckpt = os.path.join(args.runs, "4-sc4-v-2phase", "ckpt.pt")
         if not args.data:
             skipped.append("interpolation.png (needs --data)")

@@ -108,8 +108,8 @@ def main(argv=None):
     p.add_argument("--weights", default="ema", choices=["ema", "model"], help="EMA or raw weights")
     p.add_argument("--n-train", type=int, default=None, help="training images the probe is fitted on (default: all)")
     p.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the probe's weights")
-    p.add_argument("--manipulate", type=int, default=None, metavar="CLASS",
-                   help="also move held-out latents towards this class index and decode them")
+    p.add_argument("--manipulate", default=None, metavar="CLASS",
+                   help="also move held-out latents towards this class (its sub-folder name, or its index) and decode them")
     p.add_argument("--strengths", type=floats, default=[0, 1, 2, 4], help="manipulation strengths s (std units)")
     p.add_argument("--n-manipulate", type=int, default=8, help="held-out images to manipulate")
     p.add_argument("--steps", type=int, default=50, help="DDIM steps of the inversion and decoding")
@@ -135,9 +135,14 @@ def main(argv=None):
         y_test, _ = load_labels(args.data, "heldout", holdout)
         if len(classes) < 2:
             raise ValueError(f"{args.data} has {len(classes)} class: a probe needs two or more")
-        if args.manipulate is not None and not 0 <= args.manipulate < len(classes):
-            raise ValueError(f"--manipulate {args.manipulate} is not a class index (0..{len(classes) - 1}: "
-                             f"{', '.join(classes)})")
+        if args.manipulate is not None:
+            if args.manipulate in classes:
+                args.manipulate = classes.index(args.manipulate)
+            elif args.manipulate.isdigit() and int(args.manipulate) < len(classes):
+                args.manipulate = int(args.manipulate)
+            else:
+                raise ValueError(f"--manipulate {args.manipulate} is neither a class nor a class index "
+                                 f"(0..{len(classes) - 1}: {', '.join(classes)})")
         model = build_model(ckpt, args.weights).to(pick_device(args.device))
         size = model.cfg.net.image_size
         n_train = min(args.n_train or len(y_train), len(y_train))

@@ -15,3 +15,22 @@ def test_schedule_and_curve_figures(tmp_path):
                                 "loss": 1.0 / step}) + "\n")
     figures.curves_figure(str(logs), str(tmp_path / "c.png"))
     assert os.path.getsize(tmp_path / "s.png") > 10_000 and os.path.getsize(tmp_path / "c.png") > 10_000
+
+
+def test_recipe_and_spectra_figures(tmp_path):
+    assert not figures.recipes_figure(str(tmp_path / "none"), str(tmp_path / "r.png"))
+    results = tmp_path / "recipes"
+    results.mkdir()
+    records = [{"mode": m, "steps": k, "psnr": 10 + k / 10, "ssim": 0.5, "sharpness": 0.8}
+               for m in ("stochastic", "inversion") for k in (1, 3, 50)]
+    (results / "2-paper.json").write_text(json.dumps(records))
+    assert figures.recipes_figure(str(results), str(tmp_path / "r.png"))
+    latent = tmp_path / "latent"
+    latent.mkdir()
+    curve = [1.0 / (i + 1) for i in range(64)]
+    (latent / "spectrum-2-paper.json").write_text(json.dumps(
+        {"originals": {"spectrum": curve}, "reconstructions_50": {"spectrum": curve, "sharpness": 0.9}}))
+    (latent / "latent-spectrum-5-paper-spatial.json").write_text(json.dumps(
+        {"originals": {"spectrum": curve}, "latent": {"spectrum": [1.0] * 64, "block": 8}, "latent_shape": [4, 8, 8]}))
+    assert figures.spectra_figure(str(latent), str(tmp_path / "sp.png"))
+    assert os.path.getsize(tmp_path / "r.png") > 10_000 and os.path.getsize(tmp_path / "sp.png") > 10_000

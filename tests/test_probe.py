@@ -58,7 +58,7 @@ def test_labels_follow_the_class_sub_folders_in_load_images_order(image_folder, 
 
 def test_probe_cli_end_to_end(tiny_ckpt, image_folder, tmp_path):
     js, png = str(tmp_path / "p.json"), str(tmp_path / "m.png")
-    code, stdout, err = run_cli("probe.py", "--ckpt", tiny_ckpt, "--data", image_folder, "--manipulate", "1",
+    code, stdout, err = run_cli("probe.py", "--ckpt", tiny_ckpt, "--data", image_folder, "--manipulate", "b",
                                 "--strengths", "0,3", "--n-manipulate", "2", "--steps", "2", "--device", "cpu",
                                 "--json", js, "--grid", png)
     assert code == 0, err
@@ -71,7 +71,8 @@ def test_probe_cli_end_to_end(tiny_ckpt, image_folder, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--manipulate", "2"], "not a class index"),
+    (["--manipulate", "2"], "neither a class nor a class index"),
+    (["--manipulate", "c"], "neither a class nor a class index"),
     (["--grid", "x.png"], "pass --manipulate"),
     (["--steps", "0"], "--steps must be positive"),
 ])
