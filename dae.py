@@ -141,6 +141,7 @@ class DiffusionAutoencoder(nn.Module):
         extra(x0_hat, x0, x_t, t) -> scalar: further terms on the one-step estimate of x_0 (LPIPS,
         adversarial; train.py builds it), added to the loss."""
         B = x0.shape[0]
+        # BEGIN EXERCISE 4
         t = sample_t(B, self.cfg.t_sampler, self.cfg.t_mean, self.cfg.t_std, device=x0.device)
         if n_phase1 > 0:
             t[:n_phase1] = 1.0
@@ -149,6 +150,7 @@ class DiffusionAutoencoder(nn.Module):
         y0 = self.to_diffusion(x0)
         # forward process: x_t = alpha_t y_0 + sigma_t eps  (y_0 = x_0 unless gamma != 1)
         x_t = alpha * y0 + sigma * eps
+        # END EXERCISE 4
         target = make_target(self.cfg.pred, y0, eps, alpha, sigma, self.schedule.is_rf)
         mu, logvar = self.posterior(x0)
         # reparameterisation (KL latent): z = mu + sigma n, n ~ N(0, I)

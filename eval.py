@@ -45,6 +45,7 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 def ssim(a_u8: torch.Tensor, b_u8: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
     """Per-image SSIM of uint8 batches (B, C, H, W): local statistics under a Gaussian window
     (valid positions only, as scikit-image's crop does), per channel, averaged over channels."""
+    # BEGIN EXERCISE 8
     x, y = a_u8.double(), b_u8.double()
     C = x.shape[1]
     g = gaussian_window()
@@ -64,6 +65,7 @@ def ssim(a_u8: torch.Tensor, b_u8: torch.Tensor, data_range: float = 255.0) -> t
     # SSIM = (2 mu_x mu_y + C1)(2 cov_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2))
     s = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
     return s.mean(dim=(2, 3)).mean(dim=1)                                       # (B,)
+    # END EXERCISE 8
 
 
 def inception(device):

@@ -26,6 +26,7 @@ def ddim_step(model, x, z, t, s, clip):
     clip: x0_hat is clamped to [-clip, clip] (None or 0: not clamped)."""
     (alpha_t, alpha_s), (sigma_t, sigma_s) = (v.tolist() for v in model.schedule.alpha_sigma(
         torch.tensor([t, s], dtype=torch.float64)))
+    # BEGIN EXERCISE 5
     x0_hat, eps_hat = model.predict(x, torch.full((x.shape[0],), t, device=x.device), z)
     if clip:
         # As in DDPM/DiffAE sampling: keep x0_hat in the data range [-clip, clip] (clip = gamma in
@@ -35,6 +36,7 @@ def ddim_step(model, x, z, t, s, clip):
             eps_hat = (x - alpha_t * x0_hat) / sigma_t
     # DDIM, eta = 0: x_s = alpha_s x0_hat + sigma_s eps_hat
     return alpha_s * x0_hat + sigma_s * eps_hat
+    # END EXERCISE 5
 
 
 @torch.inference_mode()
@@ -51,15 +53,18 @@ def ddim_encode(model, x0, z, ts, clip=None):
     """DDIM inversion: the same deterministic steps run from t = 0 up to t = 1, each using the
     prediction at the lower-noise end (so it is exact only in the limit of many steps).
     ts is the decoding grid (1 -> 0); it is walked in reverse."""
+    # BEGIN EXERCISE 6
     ts = ts.flip(0)
     x = x0
     for s, t in zip(ts[:-1].tolist(), ts[1:].tolist()):
         x = ddim_step(model, x, z, s, t, clip)
     return x
+    # END EXERCISE 6
 
 
 def slerp(a, b, w):
     """Spherical interpolation between noise tensors a and b (DiffAE interpolates x_T this way)."""
+    # BEGIN EXERCISE 7
     a_flat, b_flat = a.flatten(1), b.flatten(1)
     cos = (a_flat * b_flat).sum(1) / (a_flat.norm(dim=1) * b_flat.norm(dim=1))
     theta = torch.arccos(cos.clamp(-1, 1))
@@ -67,6 +72,7 @@ def slerp(a, b, w):
     sin = torch.sin(theta).clamp_min(1e-8)
     return torch.where(theta < 1e-4, (1 - w) * a + w * b,
                        (torch.sin((1 - w) * theta) * a + torch.sin(w * theta) * b) / sin)
+    # END EXERCISE 7
 
 
 @torch.inference_mode()

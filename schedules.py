@@ -65,12 +65,14 @@ class Schedule:
             alpha = torch.exp(0.5 * log_ab)
             sigma = torch.sqrt(0.0 - torch.expm1(log_ab))  # 1 - alpha_bar without cancellation near t = 0
             return alpha.to(t.dtype), sigma.to(t.dtype)
+        # BEGIN EXERCISE 1
         # Cosine family. cos(pi t / 2) is written as sin(pi (1 - t) / 2) so that alpha(1) is exactly 0.
         c = torch.sin(0.5 * math.pi * (1.0 - t))
         s = torch.sin(0.5 * math.pi * t)
         # SC-S: alpha_bar = 1 / (1 + tan^2(pi t / 2) / S^2) = S^2 c^2 / (S^2 c^2 + s^2)
         norm = torch.sqrt((self.shift * c) ** 2 + s ** 2)
         return self.shift * c / norm, s / norm
+        # END EXERCISE 1
 
     def logsnr(self, t: torch.Tensor) -> torch.Tensor:
         """lambda_t = log(alpha_t^2 / sigma_t^2); +inf at t = 0 and -inf at t = 1 where the SNR is."""
@@ -89,9 +91,14 @@ def make_target(pred: str, x0, eps, alpha, sigma, rf: bool):
         return eps
     if pred == "x0":
         return x0
+    if pred == "v" and rf:
+        # rectified flow: v = eps - x_0
+        return eps - x0
     if pred == "v":
-        # rectified flow: v = eps - x_0;  VP (Salimans & Ho 2022): v = alpha eps - sigma x_0
-        return eps - x0 if rf else alpha * eps - sigma * x0
+        # BEGIN EXERCISE 2
+        # VP (Salimans & Ho 2022): v = alpha eps - sigma x_0
+        return alpha * eps - sigma * x0
+        # END EXERCISE 2
     raise ValueError(f"unknown prediction type {pred!r}: choose eps, x0 or v")
 
 
@@ -115,9 +122,11 @@ def to_x0_eps(pred: str, out, x_t, alpha, sigma, rf: bool):
         x0_hat = x_t - sigma * out
         eps_hat = x_t + alpha * out
     elif pred == "v":
+        # BEGIN EXERCISE 3
         # v = alpha eps - sigma x_0 with alpha^2 + sigma^2 = 1  =>  x_0 = alpha x_t - sigma v,  eps = sigma x_t + alpha v
         x0_hat = alpha * x_t - sigma * out
         eps_hat = sigma * x_t + alpha * out
+        # END EXERCISE 3
     else:
         raise ValueError(f"unknown prediction type {pred!r}: choose eps, x0 or v")
     return x0_hat, eps_hat

@@ -30,12 +30,14 @@ def test_psnr_formula():
     torch.testing.assert_close(psnr(a, b), 10 * torch.log10(255 ** 2 / mse))
 
 
+@pytest.mark.exercise8
 def test_identical_images():
     a, _ = random_pair(1)
     assert torch.isinf(psnr(a, a)).all()
     torch.testing.assert_close(ssim(a, a), torch.ones(4, dtype=torch.float64))
 
 
+@pytest.mark.exercise8
 @pytest.mark.parametrize("seed,noise,size", [(0, 5.0, 32), (1, 30.0, 32), (2, 80.0, 24), (3, 15.0, 11)])
 def test_ssim_matches_scikit_image(seed, noise, size):
     a, b = random_pair(seed, (3, 3, size, size), noise)
@@ -46,6 +48,7 @@ def test_ssim_matches_scikit_image(seed, noise, size):
         assert abs(ours[i].item() - ref) < 1e-4
 
 
+@pytest.mark.exercise8
 def test_ssim_drops_with_noise():
     values = [ssim(*random_pair(0, noise=n)).mean().item() for n in (2, 10, 40)]
     assert values[0] > values[1] > values[2]
