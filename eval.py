@@ -157,7 +157,8 @@ def main(argv=None):
                       "mode": args.mode, "steps": steps, "time_grid": args.time_grid, "n": len(images),
                       "seed": args.seed, "weights": args.weights, "checkpoint": args.ckpt, "data": args.data,
                       "split": args.split, "holdout": args.holdout, "schedule": a["schedule"], "pred": a["pred"],
-                      "phase1_frac": a["phase1_frac"], "examples": ckpt["examples"],
+                      "phase1_frac": a["phase1_frac"], "z_dim": a["z_dim"], "latent": a.get("latent", "vector"),
+                      "recipe": a.get("recipe"), "examples": ckpt["examples"],
                       "train_precision": ckpt.get("precision"), "train_seconds": ckpt.get("elapsed"),
                       "eval_seconds": seconds}
             if args.fid:

@@ -3,6 +3,13 @@
 --suite ablation: the ablation of Khungurn et al. 2025 (their CIFAR-10 table).
 --suite recipes:  the decoders of the papers this repo teaches (DiffAE, Khungurn et al., epsilon-VAE,
                   DGAE, and the paper's recipe with a spatial latent), decoded in 1, 3 and 50 steps.
+The paper's open questions, as sweeps of its two-phase recipe (half the cpu preset's examples each,
+500 / 100 held-out images, unless flags say otherwise):
+--suite phase1:   the share of examples in phase 1: 0, 0.1, 0.25, 0.5, 0.75, 0.9, 1
+--suite shift:    the shift S of SC-S: 1 (cosine), 2, 4, 8, 16
+--suite zdim:     the latent's size: 32, 128, 512, 2048
+--suite decoding: DDIM steps 1-100 on uniform and reversed-log grids, of one model: the ablation's
+                  4-sc4-v-2phase (its run folder runs/ablation/4-sc4-v-2phase is used, or trained)
 Every variant is trained with the same preset and budget of examples and evaluated the same way on
 held-out images. Results go to results/<suite>/<variant>.json (with the training log beside it); a
 variant whose result exists is skipped, and said so: --force re-runs it, and --results DIR writes
@@ -38,7 +45,22 @@ RECIPE_VARIANTS = {
     "4-dgae-no-lpips": (["--recipe", "dgae", "--lpips-weight", "0"], "1,3,50", []),
     "5-paper-spatial": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0"], "1,3,50", []),
 }
-SUITES = {"ablation": VARIANTS, "recipes": RECIPE_VARIANTS}
+TWO_PHASE = ["--schedule", "sc4", "--pred", "v", "--phase1-frac", "0.25"]
+DECODING_STEPS = "1,2,5,10,20,50,100"
+SWEEPS = {
+    "phase1": {f"frac-{f:g}": (["--schedule", "sc4", "--pred", "v", "--phase1-frac", f"{f:g}"], "1" if f == 1 else "1,50", [])
+               for f in (0, 0.1, 0.25, 0.5, 0.75, 0.9, 1)},
+    "shift": {f"sc{S}": (["--schedule", f"sc{S}", "--pred", "v", "--phase1-frac", "0.25"], "50", []) for S in (1, 2, 4, 8, 16)},
+    "zdim": {f"z{z}": (TWO_PHASE + ["--z-dim", str(z)], "50", []) for z in (32, 128, 512, 2048)},
+    "decoding": {f"{grid}": (VARIANTS["4-sc4-v-2phase"][0], DECODING_STEPS, ["--time-grid", grid])
+                 for grid in ("uniform", "reversed-log")},
+}
+SUITES = {"ablation": VARIANTS, "recipes": RECIPE_VARIANTS, **SWEEPS}
+# what a suite uses unless flags say otherwise: (examples, --n, --n-inversion, --runs)
+SUITE_DEFAULTS = {"phase1": (40_000, 500, 100, None), "shift": (40_000, 500, 100, None), "zdim": (40_000, 500, 100, None),
+                  "decoding": (None, 500, 100, "runs/ablation")}
+# a suite whose variants share one trained model: the run folder's name
+SHARED_RUN = {"decoding": "4-sc4-v-2phase"}
 
 
 class StepFailed(Exception):
@@ -62,8 +84,8 @@ PAPER = {"1-diffae-linear-eps": "26.89 / 0.905", "2-sc4-v-1phase": "sharp, struc
 
 def table(results, suite="ablation"):
     """The README's markdown table, from the committed JSON."""
-    if suite == "recipes":
-        return recipe_table(results)
+    if suite != "ablation":
+        return steps_table(results, SUITES[suite])
     lines = ["| variant | flags | stochastic PSNR / SSIM | inversion PSNR / SSIM | train time | paper (PSNR / SSIM) |",
              "|---|---|---|---|---|---|"]
     for name, (flags, _, _) in VARIANTS.items():
@@ -78,16 +100,17 @@ def table(results, suite="ablation"):
     return "\n".join(lines)
 
 
-def recipe_table(results):
-    """One row per recipe and step count: random and inverted x_T."""
-    lines = ["| recipe | flags | steps | stochastic PSNR / SSIM | inversion PSNR / SSIM | train time |",
-             "|---|---|---|---|---|---|"]
-    for name, (flags, _, eval_flags) in RECIPE_VARIANTS.items():
+def steps_table(results, variants):
+    """One row per variant and step count: random and inverted x_T (PSNR / SSIM / sharpness)."""
+    lines = ["| variant | flags | steps | stochastic PSNR / SSIM / sharpness | inversion PSNR / SSIM / sharpness "
+             "| train time |", "|---|---|---|---|---|---|"]
+    for name, (flags, _, eval_flags) in variants.items():
         path = os.path.join(results, f"{name}.json")
         if not os.path.exists(path):
             continue
         records = json.load(open(path))
-        cells = {(r["mode"], r["steps"]): f"{r['psnr']:.2f} / {r['ssim']:.3f} (n = {r['n']})" for r in records}
+        cells = {(r["mode"], r["steps"]): f"{r['psnr']:.2f} / {r['ssim']:.3f} / "
+                 + (f"{r['sharpness']:.2f}" if "sharpness" in r else "—") + f" (n = {r['n']})" for r in records}
         minutes = records[0]["train_seconds"] / 60
         shown = " ".join(flags + [f"(eval {' '.join(eval_flags)})"] if eval_flags else flags)
         for steps in sorted({s for _, s in cells}):
@@ -130,7 +153,9 @@ def done_command(path):
 
 
 def run_variant(name, flags, steps, eval_flags, args):
-    out, result = os.path.join(args.runs, name), os.path.join(args.results, f"{name}.json")
+    run_name = SHARED_RUN.get(args.suite, name)
+    out, result = os.path.join(args.runs, run_name), os.path.join(args.results, f"{name}.json")
+    tag = "" if run_name == name else f"{name}-"  # variants sharing a run folder keep their own eval files
     ckpt, done = os.path.join(out, "ckpt.pt"), os.path.join(out, "done")
     py = sys.executable
     extra = ["--examples", str(args.examples)] if args.examples is not None else []
@@ -140,7 +165,7 @@ def run_variant(name, flags, steps, eval_flags, args):
         if not args.force:
             raise StepFailed(f"{out} holds a finished training with other flags than {' '.join(command)}: "
                              f"pass --force to retrain it, or --runs DIR")
-    if args.force and os.path.exists(done):
+    if args.force and os.path.exists(done) and run_name == name:  # a shared run (decoding) is only re-evaluated
         os.remove(done)  # train again: train.py --overwrite sets the old run aside until its first checkpoint
         mode = ["--overwrite"]
     else:
@@ -153,10 +178,10 @@ def run_variant(name, flags, steps, eval_flags, args):
     # inversion means nothing for a one-step decoder (phase 1 only)
     modes = [("stochastic", args.n)] + ([("inversion", args.n_inversion)] if steps != "1" else [])
     for mode, n in modes:
-        tmp = os.path.join(out, f"eval-{mode}.json")
+        tmp = os.path.join(out, f"eval-{tag}{mode}.json")
         run([py, "eval.py", "--ckpt", ckpt, "--data", args.data, "--split", "heldout", "--n", str(n),
              "--steps", steps, "--mode", mode, "--device", args.device, "--json", tmp, *eval_flags,
-             "--grid", os.path.join(out, f"grid-{mode}.png"), "--save", os.path.join(out, f"eval-{mode}.npz")])
+             "--grid", os.path.join(out, f"grid-{tag}{mode}.png"), "--save", os.path.join(out, f"eval-{tag}{mode}.npz")])
         with open(tmp) as f:
             record = json.load(f)
         records.extend(record if isinstance(record, list) else [record])  # a list: one record per step count
@@ -176,8 +201,10 @@ def main(argv=None):
     p.add_argument("--examples", type=positive, default=None, help="training examples per variant (default: the preset's)")
     p.add_argument("--runs", help="where the run folders go (default: runs/<suite>)")
     p.add_argument("--results", help="where the eval JSON goes (default: results/<suite>)")
-    p.add_argument("--n", type=positive, default=1000, help="held-out images for the stochastic evaluation")
-    p.add_argument("--n-inversion", type=positive, default=250, help="held-out images for the inversion evaluation")
+    p.add_argument("--n", type=positive, default=None, help="held-out images for the stochastic evaluation "
+                   "(default 1000; 500 for the sweeps)")
+    p.add_argument("--n-inversion", type=positive, default=None, help="held-out images for the inversion evaluation "
+                   "(default 250; 100 for the sweeps)")
     p.add_argument("--only", nargs="+", choices=[n for suite in SUITES.values() for n in suite], metavar="VARIANT",
                    help="variants of the suite to run (default: all): "
                         + "; ".join(f"{s}: " + ", ".join(v) for s, v in SUITES.items()))
@@ -189,7 +216,10 @@ def main(argv=None):
     p.add_argument("--table", action="store_true", help="print the results table (markdown) from --results and exit")
     args = p.parse_args(argv)
     variants = SUITES[args.suite]
-    args.runs = args.runs or os.path.join("runs", args.suite)
+    examples, n, n_inversion, runs = SUITE_DEFAULTS.get(args.suite, (None, 1000, 250, None))
+    args.examples = args.examples if args.examples is not None else examples
+    args.n, args.n_inversion = args.n or n, args.n_inversion or n_inversion
+    args.runs = args.runs or runs or os.path.join("runs", args.suite)
     args.results = args.results or os.path.join("results", args.suite)
     if args.only and not set(args.only) <= set(variants):
         p.error(f"--only: {', '.join(sorted(set(args.only) - set(variants)))} is not in --suite {args.suite}")

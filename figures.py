@@ -162,6 +162,52 @@ def spectra_figure(latent_results, path):
     return True
 
 
+def setting(record, suite):
+    """The swept value of a sweep's eval record (the JSON alone rebuilds the figure)."""
+    if suite == "phase1":
+        return record["phase1_frac"]
+    if suite == "shift":  # sc<S>; cosine is S = 1
+        return 1.0 if record["schedule"] == "cosine" else float(record["schedule"][2:])
+    if suite == "zdim":
+        return record["z_dim"]
+    return record["steps"]
+
+
+SWEEP_AXES = {"phase1": "share of examples in phase 1", "shift": "shift S of SC-S (log scale)",
+              "zdim": "z size (log scale)", "decoding": "DDIM steps (log scale)"}
+
+
+def sweep_figure(results, suite, path):
+    """PSNR, SSIM and sharpness against the swept setting (experiments.py --suite <suite>): a line per
+    decoding step count (or, for the decoding sweep, per time grid), solid random x_T, dashed inverted."""
+    files = sorted(f for f in os.listdir(results) if f.endswith(".json")) if os.path.isdir(results) else []
+    records = [r for f in files for r in json.load(open(os.path.join(results, f)))]
+    if not records:
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    key = (lambda r: r["time_grid"]) if suite == "decoding" else (lambda r: f"{r['steps']} steps")
+    for group in sorted({key(r) for r in records}):
+        color = None
+        for mode, style in (("stochastic", "-"), ("inversion", "--")):
+            rs = sorted((r for r in records if key(r) == group and r["mode"] == mode), key=lambda r: setting(r, suite))
+            if not rs:
+                continue
+            for ax, metric in zip(axes, ("psnr", "ssim", "sharpness")):
+                line, = ax.plot([setting(r, suite) for r in rs], [r.get(metric, np.nan) for r in rs], style,
+                                marker="o", ms=3, color=color, label=f"{group} ({mode})")
+                color = line.get_color()
+    for ax, label in zip(axes, ("PSNR (dB)", "SSIM", "sharpness (1 = as detailed as the data)")):
+        ax.set(xlabel=SWEEP_AXES[suite], ylabel=label, xscale="linear" if suite == "phase1" else "log")
+    axes[0].legend(fontsize=6)
+    n = {r["examples"] for r in records}
+    fig.suptitle(f"--suite {suite}: {', '.join(f'{e:,}' for e in sorted(n))} training examples per model, "
+                 f"held-out images; solid: random x_T, dashed: inverted", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def interpolation_figure(ckpt_path, data, path, steps=50):
     from checkpoint import build_model, load_checkpoint
     from data import load_images, to_float
@@ -211,6 +257,12 @@ def main(argv=None):
         for name, make, source in [("recipes.png", recipes_figure, "results/recipes"),
                                    ("spectra.png", spectra_figure, "results/latent")]:
             if make(source, os.path.join(args.out, name)):
+                done.append(name)
+            else:
+                skipped.append(f"{name} (no results in {source})")
+        for suite in SWEEP_AXES:  # the sweeps of experiments.py
+            name, source = f"sweep-{suite}.png", os.path.join("results", suite)
+            if sweep_figure(source, suite, os.path.join(args.out, name)):
                 done.append(name)
             else:
                 skipped.append(f"{name} (no results in {source})")

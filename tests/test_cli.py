@@ -235,6 +235,59 @@ def test_recipes_suite_evaluates_every_step_count(image_folder, tmp_path, monkey
                                                                for s in (1, 3, 50)]
     experiments.main(["--suite", "recipes", "--results", str(results), "--table"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 3-epsvae")]
-    assert len(rows) == 3 and "| 50 | 60.00 / 0.500 (n = 4) | 60.00 / 0.500 (n = 4) | 1.0 min |" in rows[2]
+    assert len(rows) == 3 and "| 50 | 60.00 / 0.500 / — (n = 4) | 60.00 / 0.500 / — (n = 4) | 1.0 min |" in rows[2]
     with pytest.raises(SystemExit):
         experiments.main(["--suite", "recipes", "--data", image_folder, "--only", "2-sc4-v-1phase"])
+
+
+def fake_steps(calls):
+    """A stand-in for train.py / eval.py that records each command and writes what experiments.py reads."""
+    def run(cmd):
+        calls.append(cmd)
+        if "train.py" in cmd[1]:
+            out = cmd[cmd.index("--out") + 1]
+            os.makedirs(out, exist_ok=True)
+            open(os.path.join(out, "log.jsonl"), "w").write('{"step": 1}\n')
+            return
+        steps = [int(s) for s in cmd[cmd.index("--steps") + 1].split(",")]
+        records = [{"mode": cmd[cmd.index("--mode") + 1], "steps": s, "psnr": 20.0, "ssim": 0.7, "sharpness": 0.5,
+                    "n": int(cmd[cmd.index("--n") + 1]), "examples": 40_000, "train_seconds": 60.0} for s in steps]
+        open(cmd[cmd.index("--json") + 1], "w").write(json.dumps(records))
+    return run
+
+
+def test_sweeps_use_half_the_budget_and_fewer_images(image_folder, tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(experiments, "run", fake_steps(calls))
+    results = tmp_path / "results"
+    experiments.main(["--suite", "phase1", "--data", image_folder, "--results", str(results), "--runs",
+                      str(tmp_path / "runs"), "--only", "frac-0.5", "frac-1"])
+    trains = [c for c in calls if "train.py" in c[1]]
+    assert [c[c.index("--phase1-frac") + 1] for c in trains] == ["0.5", "1"]
+    assert all(c[c.index("--examples") + 1] == "40000" for c in trains)
+    evals = [c for c in calls if "eval.py" in c[1]]
+    # frac-1 is decoded in one step only, and has no inversion
+    assert [(c[c.index("--mode") + 1], c[c.index("--n") + 1], c[c.index("--steps") + 1]) for c in evals] == [
+        ("stochastic", "500", "1,50"), ("inversion", "100", "1,50"), ("stochastic", "500", "1")]
+    experiments.main(["--suite", "phase1", "--results", str(results), "--table"])
+    assert "| frac-0.5 | `--schedule sc4 --pred v --phase1-frac 0.5` | 50 | 20.00 / 0.700 / 0.50 (n = 500)" \
+        in capsys.readouterr().out
+
+
+def test_decoding_sweep_trains_one_model_and_evaluates_it_per_grid(image_folder, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments, "run", fake_steps(calls))
+    runs = tmp_path / "runs"
+    experiments.main(["--suite", "decoding", "--data", image_folder, "--results", str(tmp_path / "results"),
+                      "--runs", str(runs)])
+    trains = [c for c in calls if "train.py" in c[1]]
+    assert len(trains) == 1 and trains[0][trains[0].index("--out") + 1] == str(runs / "4-sc4-v-2phase")
+    evals = [c for c in calls if "eval.py" in c[1]]
+    assert [c[c.index("--time-grid") + 1] for c in evals] == ["uniform"] * 2 + ["reversed-log"] * 2
+    assert all(c[c.index("--steps") + 1] == "1,2,5,10,20,50,100" for c in evals)
+    assert len({c[c.index("--save") + 1] for c in evals}) == 4  # each grid and mode keeps its own images
+    # --force re-evaluates a shared model, it does not train it again
+    calls.clear()
+    experiments.main(["--suite", "decoding", "--data", image_folder, "--results", str(tmp_path / "results"),
+                      "--runs", str(runs), "--force"])
+    assert not [c for c in calls if "train.py" in c[1]] and len(calls) == 4

@@ -62,7 +62,7 @@ def test_eval_cli(tiny_ckpt, image_folder, tmp_path, mode):
                                 "--json", js, "--save", npz, "--grid", png)
     assert code == 0, err
     result = json.load(open(js))
-    for key in ("schedule", "pred", "phase1_frac", "examples", "mode", "steps", "n", "psnr", "ssim"):
+    for key in ("schedule", "pred", "phase1_frac", "z_dim", "latent", "examples", "mode", "steps", "n", "psnr", "ssim"):
         assert key in result
     assert result["n"] == 6 and result["mode"] == mode and result["examples"] == 32
     # the saved images reproduce the reported figures

@@ -2,6 +2,8 @@
 import json
 import os
 
+import pytest
+
 import figures
 
 
@@ -34,3 +36,18 @@ def test_recipe_and_spectra_figures(tmp_path):
         {"originals": {"spectrum": curve}, "latent": {"spectrum": [1.0] * 64, "block": 8}, "latent_shape": [4, 8, 8]}))
     assert figures.spectra_figure(str(latent), str(tmp_path / "sp.png"))
     assert os.path.getsize(tmp_path / "r.png") > 10_000 and os.path.getsize(tmp_path / "sp.png") > 10_000
+
+
+@pytest.mark.parametrize("suite", ["phase1", "shift", "zdim", "decoding"])
+def test_sweep_figures_from_the_records_alone(suite, tmp_path):
+    assert not figures.sweep_figure(str(tmp_path / "none"), suite, str(tmp_path / "s.png"))
+    results = tmp_path / suite
+    results.mkdir()
+    for i, value in enumerate([1, 2, 4]):
+        records = [{"mode": m, "steps": steps, "psnr": 20 + i, "ssim": 0.7, "sharpness": 0.5, "examples": 40_000,
+                    "phase1_frac": value / 4, "schedule": f"sc{value}", "z_dim": 32 * value, "time_grid": "uniform"}
+                   for m in ("stochastic", "inversion") for steps in (1, 50)]
+        (results / f"v{i}.json").write_text(json.dumps(records))
+    assert figures.sweep_figure(str(results), suite, str(tmp_path / "s.png"))
+    assert os.path.getsize(tmp_path / "s.png") > 10_000
+    assert figures.setting({"schedule": "cosine"}, "shift") == 1.0 and figures.setting({"schedule": "sc8"}, "shift") == 8
