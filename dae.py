@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from distributed import global_draw
 from schedules import Schedule, bcast, make_target, sample_t, to_x0_eps
 from unet import Encoder, UNet, UNetConfig
 
@@ -134,18 +135,26 @@ class DiffusionAutoencoder(nn.Module):
         per_value = self.cfg.net.in_channels * self.cfg.net.image_size ** 2
         return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1) / per_value
 
-    def loss(self, x0: torch.Tensor, n_phase1: int = 0, extra=None) -> torch.Tensor:
+    def loss(self, x0: torch.Tensor, n_phase1: int = 0, extra=None, shard=(0, 1)) -> torch.Tensor:
         """Mean-squared error of the prediction. The first n_phase1 examples of the batch are in
         phase 1 (t = 1); the rest in phase 2 (t from the sampler). A batch that straddles the phase
         switch is split, so the switch happens at exactly phase1_frac * examples.
         extra(x0_hat, x0, x_t, t) -> scalar: further terms on the one-step estimate of x_0 (LPIPS,
-        adversarial; train.py builds it), added to the loss."""
+        adversarial; train.py builds it), added to the loss.
+        shard = (rank, ranks): x0 is this rank's share of a global batch; its t and noise are its slice of
+        the global batch's (distributed.global_draw), so that the run does not depend on the number of ranks."""
         B = x0.shape[0]
+
+        def noise(like):  # N(0, I) for this rank's examples
+            return global_draw(lambda m: torch.randn((m, *like.shape[1:]), device=like.device, dtype=like.dtype),
+                               B, shard)
+
+        t = global_draw(lambda m: sample_t(m, self.cfg.t_sampler, self.cfg.t_mean, self.cfg.t_std, device=x0.device),
+                        B, shard)
+        eps = noise(x0)
         # BEGIN EXERCISE 4
-        t = sample_t(B, self.cfg.t_sampler, self.cfg.t_mean, self.cfg.t_std, device=x0.device)
         if n_phase1 > 0:
             t[:n_phase1] = 1.0
-        eps = torch.randn_like(x0)
         alpha, sigma = (bcast(a, x0) for a in self.schedule.alpha_sigma(t))
         y0 = self.to_diffusion(x0)
         # forward process: x_t = alpha_t y_0 + sigma_t eps  (y_0 = x_0 unless gamma != 1)
@@ -154,25 +163,25 @@ class DiffusionAutoencoder(nn.Module):
         target = make_target(self.cfg.pred, y0, eps, alpha, sigma, self.schedule.is_rf)
         mu, logvar = self.posterior(x0)
         # reparameterisation (KL latent): z = mu + sigma n, n ~ N(0, I)
-        z = mu if logvar is None else mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        z = mu if logvar is None else mu + torch.exp(0.5 * logvar) * noise(mu)
         out = self(x_t, t, z)
         loss = F.mse_loss(out.float(), target.float())
         if logvar is not None:
             loss = loss + self.cfg.kl_weight * self.kl(mu.float(), logvar.float()).mean()
         if self.cfg.se_weight > 0:
             s = self.cfg.se_scales[int(torch.randint(len(self.cfg.se_scales), ()))]
-            loss = loss + self.cfg.se_weight * self.se_loss(x0, z, t, s)
+            loss = loss + self.cfg.se_weight * self.se_loss(x0, z, t, s, noise)
         if extra is not None:
             # the one-step estimate every recipe's extra terms use (rf: x0_hat = x_t - t v_hat)
             y0_hat, _ = to_x0_eps(self.cfg.pred, out, x_t, alpha, sigma, self.schedule.is_rf)
             loss = loss + extra(self.to_data(y0_hat), x0, x_t, t)
         return loss
 
-    def se_loss(self, x0, z, t, s: int) -> torch.Tensor:
+    def se_loss(self, x0, z, t, s: int, noise=torch.randn_like) -> torch.Tensor:
         """L_SE = || x0_hat(Down_s(z)) - Down_s(x_0) ||^2 with the one-step x0_hat at time t (module docstring)."""
         x0_s, z_s = F.avg_pool2d(x0, s), F.avg_pool2d(z, s)                      # (B, C, H/s, W/s), (B, c, h/s, w/s)
         alpha, sigma = (bcast(a, x0_s) for a in self.schedule.alpha_sigma(t))
-        x_t = alpha * self.to_diffusion(x0_s) + sigma * torch.randn_like(x0_s)
+        x_t = alpha * self.to_diffusion(x0_s) + sigma * noise(x0_s)
         y0_hat, _ = self.predict(x_t, t, z_s)
         return F.mse_loss(self.to_data(y0_hat).float(), x0_s.float())
 

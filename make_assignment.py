@@ -49,7 +49,8 @@ EXERCISES = {
                 "no division is needed"),
     4: Exercise("dae.py", "the two-phase draw of t and the forward process (DiffusionAutoencoder.loss)",
                 "Khungurn et al. 2025 §3: phase 1 trains at t = 1; x_t = alpha_t y_0 + sigma_t eps, y_0 = gamma x_0",
-                "t from sample_t, then t = 1 for the first n_phase1 examples; define t, eps, alpha, sigma, y0, x_t"),
+                "t and eps are drawn above it; set t = 1 for the first n_phase1 examples, then define alpha, sigma, "
+                "y0 and x_t"),
     5: Exercise("sample.py", "one deterministic DDIM step from t to s (ddim_step)",
                 "Song et al. 2021 eq. 12 with eta = 0: x_s = alpha_s x0_hat + sigma_s eps_hat",
                 "model.predict gives (x0_hat, eps_hat); with clip, clamp x0_hat and recompute eps_hat from it"),

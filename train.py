@@ -19,6 +19,7 @@ import time
 import torch
 from tqdm import tqdm
 
+import distributed
 from checkpoint import (
     drop_set_aside,
     log_lines_up_to,
@@ -87,6 +88,15 @@ def train(args):
     if ckpt is not None:
         args = merge_resume_args(args, ckpt["args"])
         device = pick_device(args.device)
+    # torchrun: one process per device (distributed.py); rank 0 writes the run folder
+    rank, world, device = distributed.setup(device)
+    main_rank = rank == 0
+    if args.batch_size % world:
+        raise ValueError(f"--batch-size {args.batch_size} is the global batch: it must split evenly over the "
+                         f"{world} processes")
+    if world > 1 and args.adv_weight > 0:
+        raise ValueError("--adv-weight is not yet supported under torchrun (its discriminator is not "
+                         "synchronised); train it in one process")
     precision = pick_precision(args.precision, device)
     lpips = load_lpips(device) if args.lpips_weight > 0 else None  # fails now, not mid-run, when offline
     ckpt_path, log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
@@ -141,15 +151,20 @@ def train(args):
         tqdm.write(f"{stop[0]}: stopping after this step to write a checkpoint (Ctrl-C again to stop at once)")
 
     handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    remove_partial_files(args.out)
-    aside = set_aside(args.out) if args.overwrite else None
-    if aside:
-        print(f"--overwrite: the previous run is moved to {aside} and deleted once this run writes its first checkpoint")
-    os.makedirs(os.path.join(args.out, "samples"), exist_ok=True)
-    write_log_lines(log_path, log_lines_up_to(log_path, step) if ckpt is not None else [])  # later steps are redone
+    aside = None
+    if main_rank:
+        remove_partial_files(args.out)
+        aside = set_aside(args.out) if args.overwrite else None
+        if aside:
+            print(f"--overwrite: the previous run is moved to {aside} and deleted once this run writes its first "
+                  f"checkpoint")
+        os.makedirs(os.path.join(args.out, "samples"), exist_ok=True)
+        write_log_lines(log_path, log_lines_up_to(log_path, step) if ckpt is not None else [])  # later steps are redone
 
     def checkpoint():
         nonlocal aside, saved_step
+        if not main_rank:
+            return
         save_checkpoint(ckpt_path, {
             "config": model.cfg.to_dict(), "args": plain_args(args), "model": model.state_dict(),
             "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step, "examples": step * B,
@@ -167,6 +182,7 @@ def train(args):
                 f"python train.py --out {args.out} --resume")
 
     B, N = args.batch_size, data.shape[0]
+    b, shard = B // world, (rank, world)  # this process's share of each global batch
     total_steps = math.ceil(args.examples / B)
     phase1_examples = round(args.phase1_frac * args.examples)
     # checkpoints fall on logging steps, so that a resumed run logs the same averages
@@ -186,15 +202,22 @@ def train(args):
                 total = total + args.adv_weight * generator_loss(disc, x0_hat, x_t, t)
         return total
     uses_extra = lpips is not None or disc is not None
-    loss_fn = functools.partial(model.loss, extra=extra if uses_extra else None)
+    loss_fn = functools.partial(model.loss, extra=extra if uses_extra else None, shard=shard)
+    if world > 1:  # DDP averages the gradients over the processes during backward
+        loss_fn = torch.nn.parallel.DistributedDataParallel(
+            distributed.LossModule(model, extra=extra if uses_extra else None, shard=shard),
+            device_ids=[device] if device.type == "cuda" else None, gradient_as_bucket_view=True)
     loss_fn = torch.compile(loss_fn) if args.compile else loss_fn
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     params, ema_params = list(model.parameters()), list(ema.parameters())
     loss_sum = torch.zeros((), device=device)
     first_bad = torch.full((), -1, device=device, dtype=torch.long)
-    print(f"{count_params(model):,} parameters; {N:,} training images; {args.examples:,} examples "
-          f"({phase1_examples:,} in phase 1); device {device}, {precision}; run folder {args.out}")
-    bar = tqdm(total=total_steps * B, initial=step * B, unit="img", unit_scale=True, dynamic_ncols=True)
+    if main_rank:
+        print(f"{count_params(model):,} parameters; {N:,} training images; {args.examples:,} examples "
+              f"({phase1_examples:,} in phase 1); device {device}, {precision}; run folder {args.out}"
+              + (f"; {world} processes of {b} examples per batch" if world > 1 else ""))
+    bar = tqdm(total=total_steps * B, initial=step * B, unit="img", unit_scale=True, dynamic_ncols=True,
+               disable=not main_rank)
     t_start = t_log = time.time()
     start_step = logged_step = step
 
@@ -204,37 +227,47 @@ def train(args):
         nonlocal t_log, loss_sum, logged_step
         n_steps, now = step - logged_step, time.time()
         record = {"step": step, "examples": step * B, "phase": 1 if step * B <= phase1_examples else 2,
-                  "loss": loss_sum.item() / n_steps, "examples_per_s": n_steps * B / (now - t_log),
+                  "loss": distributed.mean_over_ranks(loss_sum, world).item() / n_steps, "examples_per_s": n_steps * B / (now - t_log),
                   "lr": lr, "time": elapsed + now - t_start}
         t_log, loss_sum, logged_step = now, torch.zeros((), device=device), step
         bad = first_bad.item()
         if bad >= 0:
             record = {"step": bad + 1, "event": "non-finite loss", "examples": (bad + 1) * B}
-        with open(log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        if main_rank:
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
         if bad >= 0:
             bar.close()
             raise ValueError(f"the loss became non-finite at step {bad + 1} (examples {(bad + 1) * B:,}); "
                              f"stopped: {where_checkpoint()}. Try a lower --lr")
         bar.set_postfix(phase=record["phase"], loss=f"{record['loss']:.4f}")
 
+    def stopping() -> bool:
+        """A signal stops every process at the same step: they agree at each logging step."""
+        if world == 1:
+            return bool(stop)
+        return step % args.log_every == 0 and distributed.any_rank(bool(stop), world, device)
+
+    stopped = False
     try:
-        while step < total_steps and not stop:
+        while step < total_steps and not (stopped := stopping()):
             examples = step * B
             lr = lr_at(args, examples)
             for group in opt.param_groups:
                 group["lr"] = lr
-            if step > start_step and step % sample_steps == 0:
+            if step > start_step and step % sample_steps == 0 and main_rank:
                 save_grid(ema, x_show, os.path.join(args.out, "samples", f"recon_{examples:010d}.png"))
             if step > start_step and step % ckpt_steps == 0 and first_bad.item() < 0:
                 checkpoint()
 
-            idx = batch_indices(step, B, N, args.seed).to(device)
-            x0 = to_float(data[idx])                                                 # (B, 3, H, W)
-            flip = torch.rand(B, 1, 1, 1, device=device) < 0.5
+            # this process's share of the global batch: its slice of the indices and of the flips
+            idx = batch_indices(step, B, N, args.seed)[rank * b:(rank + 1) * b].to(device)
+            x0 = to_float(data[idx])                                                 # (b, 3, H, W)
+            flip = distributed.global_draw(lambda m: torch.rand(m, 1, 1, 1, device=device) < 0.5, b, shard)
             x0 = torch.where(flip, x0.flip(3), x0)
             x0 = x0.contiguous(memory_format=memory_format)
-            n_phase1 = min(max(phase1_examples - examples, 0), B)  # examples of this batch still in phase 1
+            # examples of this share still in phase 1 (the global batch's first ones are)
+            n_phase1 = min(max(phase1_examples - examples - rank * b, 0), b)
             adv_on[0] = disc is not None and examples >= args.adv_start
             # EMA warm-up: early weights are noise, so average over at most the steps seen so far
             ema_decay = min(args.ema_decay, (1 + step) / (10 + step))
@@ -247,11 +280,12 @@ def train(args):
             bar.update(B)
             if step % args.log_every == 0 or step == total_steps:
                 log(lr)
-        if stop and step > logged_step:
+        stopped = stopped or (world == 1 and bool(stop))
+        if stopped and step > logged_step:
             log(lr)  # the partial interval, so that every step is in the log once
         bar.close()
         checkpoint()
-        if not stop:
+        if not stopped and main_rank:
             save_grid(ema, x_show, os.path.join(args.out, "samples", f"recon_{step * B:010d}.png"))
     except KeyboardInterrupt:  # the second Ctrl-C
         bar.close()
@@ -259,10 +293,11 @@ def train(args):
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-    if stop:
-        raise Interrupted(f"{stop[0]}: stopped at step {step:,} ({step * B:,} of {args.examples:,} examples): "
+    if stopped:
+        raise Interrupted(f"{stop[0] if stop else 'a signal to another process'}: stopped at step {step:,} ({step * B:,} of {args.examples:,} examples): "
                           f"{where_checkpoint()}")
-    print(f"done: {step * B:,} examples in {elapsed + time.time() - t_start:.0f} s; checkpoint {ckpt_path}")
+    if main_rank:
+        print(f"done: {step * B:,} examples in {elapsed + time.time() - t_start:.0f} s; checkpoint {ckpt_path}")
 
 
 def main(argv=None):
@@ -277,6 +312,8 @@ def main(argv=None):
         sys.exit(130)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
+    finally:
+        distributed.cleanup()
 
 
 if __name__ == "__main__":
