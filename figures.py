@@ -155,7 +155,8 @@ def spectra_figure(latent_results, path):
     ax1.set(xlabel="zigzag index", ylabel="mean |D_uv| / mean |D_00|", yscale="log", title="images vs latents")
     ax2.set(xlabel="zigzag index", yscale="log", title="reconstructions, 50 steps, random x_T")
     for ax in (ax1, ax2):
-        ax.legend(fontsize=6)
+        if ax.lines:
+            ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
