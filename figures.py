@@ -136,10 +136,12 @@ def spectra_figure(latent_results, path):
         if os.path.isdir(latent_results) else []
     if not found:
         return False
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.8))
+    reports = {f: json.load(open(os.path.join(latent_results, f))) for f in found}
+    with_latents = any("latent" in r for r in reports.values())  # a vector latent has no spectrum
+    fig, axes = plt.subplots(1, 2 if with_latents else 1, figsize=(11 if with_latents else 6, 3.8), squeeze=False)
+    ax1, ax2 = (axes[0, 0], axes[0, 1]) if with_latents else (None, axes[0, 0])
     images_shown = False
-    for f in found:
-        r = json.load(open(os.path.join(latent_results, f)))
+    for f, r in reports.items():
         name = f[len("latent-spectrum-" if f.startswith("latent-") else "spectrum-"):-len(".json")]
         if "latent" in r:
             if not images_shown:
@@ -152,9 +154,11 @@ def spectra_figure(latent_results, path):
                 ax2.plot(r["originals"]["spectrum"], color="k", lw=2, label="originals")
             ax2.plot(r["reconstructions_50"]["spectrum"],
                      label=f"{name} (sharpness {r['reconstructions_50']['sharpness']:.2f})")
-    ax1.set(xlabel="zigzag index", ylabel="mean |D_uv| / mean |D_00|", yscale="log", title="images vs latents")
-    ax2.set(xlabel="zigzag index", yscale="log", title="reconstructions, 50 steps, random x_T")
-    for ax in (ax1, ax2):
+    if with_latents:
+        ax1.set(xlabel="zigzag index", ylabel="mean |D_uv| / mean |D_00|", yscale="log", title="images vs latents")
+    ax2.set(xlabel="zigzag index", ylabel="mean |D_uv| / mean |D_00|", yscale="log",
+            title="reconstructions, 50 steps, random x_T")
+    for ax in axes[0]:
         if ax.lines:
             ax.legend(fontsize=6)
     fig.tight_layout()
