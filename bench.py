@@ -17,7 +17,8 @@ import torch
 
 import flags
 import train
-from cli import HelpFormatter, check_output, native_bf16, pick_device, pick_precision, write_all
+from cli import (HelpFormatter, check_output, native_bf16, optimizer_kwargs, pick_device, pick_precision,
+                 use_channels_last, write_all)
 from cost import device_model, matmul_gflops, sync, train_flops_per_image
 from dae import DiffusionAutoencoder, count_params
 from sample import ddim_step
@@ -113,13 +114,13 @@ def measure(args, device) -> dict:
     targs = flags.parse_args(["--preset", args.preset])
     torch.manual_seed(0)
     model = DiffusionAutoencoder(flags.model_config(targs)).to(device)
-    channels_last = train.use_channels_last(device) if args.channels_last == "auto" else args.channels_last == "on"
+    channels_last = use_channels_last(device) if args.channels_last == "auto" else args.channels_last == "on"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
     size = targs.image_size
     flops = train_flops_per_image(model, size, device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, **train.optimizer_kwargs(device))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, **optimizer_kwargs(device))
     x0 = (torch.rand(args.batch_size, 3, size, size, device=device) * 2 - 1).contiguous(memory_format=memory_format)
     names = ["fp32", "bf16"] if args.precision == "both" else [args.precision]
     if device.type not in ("cpu", "cuda"):

@@ -60,6 +60,15 @@ def pick_precision(name: str, device: torch.device) -> str:
     return name
 
 
+def use_channels_last(device) -> bool:
+    """channels_last (NHWC) suits cuDNN; on CPU it measured slower here (results/bench-*.json)."""
+    return device.type == "cuda"
+
+
+def optimizer_kwargs(device) -> dict:
+    return {"fused": True} if device.type == "cuda" else {"foreach": True}
+
+
 def check_output(path: str, flag: str) -> None:
     """Fail now, naming the flag, if `path` could not be written later (creates nothing)."""
     if not path:

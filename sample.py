@@ -100,6 +100,14 @@ def reconstruct(model, x0, ts, mode="stochastic", generator=None):
     return model.to_data(ddim_decode(model, x_T, z, ts, clip=model.cfg.gamma))
 
 
+def save_grid(model, x_show, path, steps=20):
+    """Originals above their reconstructions (random x_T with a fixed seed): train.py's progress grids."""
+    from torchvision.utils import save_image
+    rec = reconstruct(model, x_show, time_grid(steps, device=x_show.device), "stochastic",
+                      torch.Generator().manual_seed(0))
+    save_image((torch.cat([x_show, rec]).float() + 1) / 2, path, nrow=x_show.shape[0], padding=1)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description="Reconstruction and interpolation grids from a checkpoint.",
                                 formatter_class=HelpFormatter)

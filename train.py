@@ -29,15 +29,14 @@ from checkpoint import (
     set_aside,
     write_log_lines,
 )
-from cli import check_output, pick_device, pick_precision
+from cli import check_output, optimizer_kwargs, pick_device, pick_precision, use_channels_last
 from cost import estimate_hours
 from dae import DiffusionAutoencoder, count_params
 from data import batch_indices, load_images, to_float
 from discriminator import Discriminator, discriminator_step, generator_loss
 from flags import merge_resume_args, model_config, parse_args, plain_args
 from perceptual import load_lpips
-from sample import reconstruct
-from schedules import time_grid
+from sample import save_grid
 
 
 def lr_at(args, examples: int) -> float:
@@ -47,22 +46,6 @@ def lr_at(args, examples: int) -> float:
         progress = (examples - args.warmup) / max(1, args.examples - args.warmup)
         return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return args.lr
-
-
-def save_grid(ema, x_show, path, steps=20):
-    from torchvision.utils import save_image
-    rec = reconstruct(ema, x_show, time_grid(steps, device=x_show.device), "stochastic",
-                      torch.Generator().manual_seed(0))
-    save_image((torch.cat([x_show, rec]).float() + 1) / 2, path, nrow=x_show.shape[0], padding=1)
-
-
-def use_channels_last(device) -> bool:
-    """channels_last (NHWC) suits cuDNN; on CPU it measured slower here (results/bench-*.json)."""
-    return device.type == "cuda"
-
-
-def optimizer_kwargs(device) -> dict:
-    return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
 def train_step(loss_fn, opt, params, ema_params, ema_decay, x0, n_phase1, autocast):

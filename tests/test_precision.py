@@ -43,11 +43,11 @@ def test_amp_is_precision_bf16_and_old_checkpoints_resume():
 
 def cuda_step(precision):
     """One train_step with what train.py uses on CUDA (fused Adam, channels_last), run on the CPU."""
-    assert train.use_channels_last(CUDA) and train.optimizer_kwargs(CUDA) == {"fused": True}
+    assert cli.use_channels_last(CUDA) and cli.optimizer_kwargs(CUDA) == {"fused": True}
     torch.manual_seed(0)
     m = perturbed(tiny()).to(memory_format=torch.channels_last)
     ema = tiny().requires_grad_(False)
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3, **train.optimizer_kwargs(CUDA))
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3, **cli.optimizer_kwargs(CUDA))
     params, ema_params = list(m.parameters()), list(ema.parameters())
     x0 = (torch.rand(4, 3, 16, 16) * 2 - 1).contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
