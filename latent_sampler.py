@@ -138,6 +138,15 @@ def main(argv=None):
         for flag in ("json", "grid"):
             check_output(getattr(args, flag), "--" + flag)
         check_output(args.out, "--out")
+        if os.path.exists(args.out) and not args.overwrite:  # checked before any work: whose latent model is it?
+            try:
+                owner = torch.load(args.out, map_location="cpu", weights_only=True).get("checkpoint", "")
+            except Exception:  # any unreadable file: not ours
+                raise ValueError(f"--out {args.out} is not a latent model written by latent_sampler.py: "
+                                 f"pass --overwrite to replace it, or another --out") from None
+            if os.path.realpath(owner) != os.path.realpath(args.ckpt):
+                raise ValueError(f"--out {args.out} holds the latent model of {owner}, not of {args.ckpt}: "
+                                 f"pass --overwrite to train one for this checkpoint, or another --out")
         device = pick_device(args.device)
         torch.manual_seed(args.seed)
         ckpt = load_checkpoint(args.ckpt)

@@ -44,9 +44,17 @@ def test_latent_sampler_cli(tiny_ckpt, image_folder, tmp_path):
     code, stdout, err = run_cli("latent_sampler.py", *args)
     assert code == 0 and "loaded the latent model" in stdout, err
     assert json.load(open(js)) == r  # the same model and seed give the same samples
+    other = str(tmp_path / "other.pt")
+    os.symlink(tiny_ckpt, other)  # the same file under another name still counts as the same checkpoint
+    code, _, err = run_cli("latent_sampler.py", *args[:1], other, *args[2:])
+    assert code == 0, err
 
 
 def test_latent_sampler_bad_input(tiny_ckpt, image_folder, tmp_path):
     base = ["--ckpt", tiny_ckpt, "--data", image_folder, "--out", str(tmp_path / "l.pt"), "--device", "cpu"]
+    torch.save({"checkpoint": "runs/another/ckpt.pt"}, tmp_path / "l.pt")
+    assert "holds the latent model of runs/another/ckpt.pt" in exits_with(latent_sampler.main, base)
+    (tmp_path / "l.pt").write_text("not a model")
+    assert "is not a latent model written by" in exits_with(latent_sampler.main, base)
     assert "--n must be positive" in exits_with(latent_sampler.main, base + ["--n", "0"])
     assert "--lr must be positive" in exits_with(latent_sampler.main, base + ["--lr", "0"])
