@@ -14,16 +14,28 @@ from unet import UNetConfig
 # 'paper': DDPM's CIFAR-10 UNet (Ho et al. 2020) as DiffAE's decoder, its down path as the encoder,
 # z 512, Adam 1e-4, EMA 0.9999 (DiffAE), 32M examples (Khungurn et al.). Batch 128 is our reading.
 # 'cpu': a small network that learns as much as it can in ~15 minutes on 2 CPU cores (README, Speed).
+# 'celeba64', 'lsun128', 'imagenet128': the paper's other data sets at DiffAE's networks for them (its
+#   templates: 64 px as celeba64d2c_autoenc, 128 px as bedroom128_autoenc; batch 32 per GPU x 4 GPUs,
+#   Adam 1e-4, EMA 0.9999; ImageNet has no DiffAE config: the 128-px one is our reading).
 PRESETS = {
     "paper": dict(base_channels=128, channel_mult="1,2,2,2", num_res_blocks=2, attn="16", dropout=0.1,
                   enc_channel_mult="1,2,2,2", enc_num_res_blocks=2, enc_pool="mean", z_dim=512,
                   z_map_channels=0, batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
-                  examples=32_000_000, log_every=100, sample_every=1_000_000, ckpt_every=1_000_000),
+                  image_size=32, examples=32_000_000, log_every=100, sample_every=1_000_000, ckpt_every=1_000_000),
     "cpu": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=1, attn="", dropout=0.0,
                 enc_channel_mult="1,2,2", enc_num_res_blocks=1, enc_pool="flatten", z_dim=512,
                 z_map_channels=16, batch_size=32, lr=1e-3, warmup=5_000, lr_decay="cosine", ema_decay=0.995,
-                examples=80_000, log_every=10, sample_every=16_000, ckpt_every=8_000),
+                image_size=32, examples=80_000, log_every=10, sample_every=16_000, ckpt_every=8_000),
+    "celeba64": dict(base_channels=64, channel_mult="1,2,4,8", num_res_blocks=2, attn="16", dropout=0.1,
+                     enc_channel_mult="1,2,4,8,8", enc_num_res_blocks=2, enc_pool="mean", z_dim=512,
+                     z_map_channels=0, batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
+                     image_size=64, examples=72_000_000, log_every=100, sample_every=2_000_000, ckpt_every=2_000_000),
+    "lsun128": dict(base_channels=128, channel_mult="1,1,2,3,4", num_res_blocks=2, attn="16", dropout=0.1,
+                    enc_channel_mult="1,1,2,3,4,4", enc_num_res_blocks=2, enc_pool="mean", z_dim=512,
+                    z_map_channels=0, batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
+                    image_size=128, examples=120_000_000, log_every=100, sample_every=2_000_000, ckpt_every=2_000_000),
 }
+PRESETS["imagenet128"] = dict(PRESETS["lsun128"])
 # Recipes: how each paper trains its decoder (the network's size comes from --preset). Typed flags
 # override a recipe; a recipe overrides the preset where both set a flag (z_map_channels).
 # 'paper': Khungurn et al. 2025. 'diffae': Preechakul et al. 2022 (linear beta, eps, one phase).
@@ -42,7 +54,7 @@ RECIPES = {
 }
 # Flags that may change when a run is resumed: they do not change what is computed.
 RUN_FLAGS = {"out", "resume", "overwrite", "device", "precision", "compile", "log_every", "sample_every",
-             "ckpt_every", "allow_slow"}
+             "ckpt_every", "allow_slow", "data_in_memory", "data_workers"}
 
 
 def ints(s: str) -> tuple:
@@ -105,13 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
         ("enc_num_res_blocks", int, "encoder ResBlocks per resolution"),
         ("enc_pool", ["mean", "flatten"], "encoder head: DiffAE's mean pool, or flatten"),
         ("z_map_channels", int, "also feed z to the decoder as a spatial map of this many channels (0 = DiffAE)"),
+        ("image_size", int, "image side in pixels (a folder's images are centre-cropped and resized to it)"),
     ]
     for key, kind, text in preset_flags:
         typed = dict(choices=kind) if isinstance(kind, list) else dict(type=kind)
         p.add_argument("--" + key.replace("_", "-"), **typed, help=from_preset(text, key))
-    p.add_argument("--image-size", type=int, default=32, help="image side in pixels")
     p.add_argument("--data", default="cifar10", help="'cifar10' (torchvision, downloaded to ./data) or a folder of images")
     p.add_argument("--holdout", type=int, default=1000, help="images of a folder held out from training (see data.py)")
+    p.add_argument("--data-in-memory", default="auto", choices=["auto", "on", "off"],
+                   help="on: decode the training images once into one uint8 tensor on the device; off: stream them "
+                        "from the folder with DataLoader workers (same images, same order); auto: on if the "
+                        "decoded set fits comfortably in memory (stream.py says which it chose)")
+    p.add_argument("--data-workers", type=int, default=4, help="DataLoader worker processes when streaming")
     p.add_argument("--out", default="runs/dae", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint, with its flags")
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (it is deleted only once the "
@@ -154,7 +171,7 @@ def parse_args(argv=None) -> argparse.Namespace:
               "log_every", "sample_every", "ckpt_every", "enc_num_res_blocks"):
         if getattr(args, k) <= 0:
             raise ValueError(f"--{k.replace('_', '-')} must be positive, got {getattr(args, k)}")
-    for k in ("warmup", "holdout", "z_map_channels", "kl_weight", "lpips_weight", "adv_weight", "r1_weight",
+    for k in ("warmup", "holdout", "data_workers", "z_map_channels", "kl_weight", "lpips_weight", "adv_weight", "r1_weight",
               "adv_start"):
         if getattr(args, k) < 0:
             raise ValueError(f"--{k.replace('_', '-')} must be >= 0, got {getattr(args, k)}")

@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 import distributed
+import stream
 from checkpoint import (
     drop_set_aside,
     log_lines_up_to,
@@ -32,7 +33,7 @@ from checkpoint import (
 from cli import check_output, optimizer_kwargs, pick_device, pick_precision, use_channels_last
 from cost import estimate_hours
 from dae import DiffusionAutoencoder, count_params
-from data import batch_indices, load_images, to_float
+from data import load_images, to_float
 from discriminator import Discriminator, discriminator_step, generator_loss
 from flags import merge_resume_args, model_config, parse_args, plain_args
 from perceptual import load_lpips
@@ -92,10 +93,12 @@ def train(args):
             raise ValueError(f"this run is {args.examples:,} examples at {gflop:.1f} GFLOP each: about {hours:,.0f} "
                              f"hours ({hours / 24:.1f} days) on this {device.type}. Use --preset cpu for a ~15-minute "
                              f"run, a GPU for the paper's run, or --allow-slow to start anyway")
-    data = load_images(args.data, "train", args.holdout, args.image_size).to(device)
+    images, why = stream.training_images(args, device, stream.local_world_size())  # in memory, or streamed
+    if main_rank:
+        print(why)
     # the grids show held-out images (CIFAR-10's test split, or the folder's held-out part) when there are any
     has_heldout = args.holdout > 0 or args.data == "cifar10"
-    shown = load_images(args.data, "heldout", args.holdout, args.image_size)[:8] if has_heldout else data[:8]
+    shown = load_images(args.data, "heldout", args.holdout, args.image_size)[:8] if has_heldout else images.head(8)
     x_show = to_float(shown).to(device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -164,7 +167,7 @@ def train(args):
         return (f"the last checkpoint is {ckpt_path} (step {saved_step:,}); continue with: "
                 f"python train.py --out {args.out} --resume")
 
-    B, N = args.batch_size, data.shape[0]
+    B, N = args.batch_size, len(images)
     b, shard = B // world, (rank, world)  # this process's share of each global batch
     total_steps = math.ceil(args.examples / B)
     phase1_examples = round(args.phase1_frac * args.examples)
@@ -232,6 +235,7 @@ def train(args):
         return step % args.log_every == 0 and distributed.any_rank(bool(stop), world, device)
 
     stopped = False
+    batches = images.batches(B, args.seed, step, total_steps, shard)  # this process's share of each global batch
     try:
         while step < total_steps and not (stopped := stopping()):
             examples = step * B
@@ -243,9 +247,8 @@ def train(args):
             if step > start_step and step % ckpt_steps == 0 and first_bad.item() < 0:
                 checkpoint()
 
-            # this process's share of the global batch: its slice of the indices and of the flips
-            idx = batch_indices(step, B, N, args.seed)[rank * b:(rank + 1) * b].to(device)
-            x0 = to_float(data[idx])                                                 # (b, 3, H, W)
+            x0 = to_float(next(batches))                                             # (b, 3, H, W)
+            # this process's slice of the global batch's flips
             flip = distributed.global_draw(lambda m: torch.rand(m, 1, 1, 1, device=device) < 0.5, b, shard)
             x0 = torch.where(flip, x0.flip(3), x0)
             x0 = x0.contiguous(memory_format=memory_format)
