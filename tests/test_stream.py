@@ -128,3 +128,17 @@ def test_each_data_set_preset_builds_and_takes_a_training_step(preset):
     loss = model.loss(x0, 0)
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_cost_prints_every_preset_at_the_rate_a_bench_measured(tmp_path):
+    import cost
+    import flags
+    bench = tmp_path / "b.json"
+    bench.write_text('{"device_model": "GPU X", "precisions": {"bf16": {"train_gflops_per_s": 47552.26624}}}')
+    table = cost.preset_table(str(bench))
+    assert all(f"| {name} |" in table for name in flags.PRESETS) and "GPU X" in table
+    # the paper step: ~47.3 GFLOP x 32M examples at 47.55 TFLOP/s = ~31,800 s = 8.8 h, 1.1 h on 8
+    assert "| paper | 32 px | 52.9M | 47.3 | 32M | 8.8 | 1.1 |" in table
+    bench.write_text("{}")
+    code, _, err = run_cli("cost.py", str(bench))
+    assert code != 0 and err.strip().startswith("error: cannot read the bench JSON") and "\n" not in err.strip()
