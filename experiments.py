@@ -8,6 +8,7 @@ The paper's open questions, as sweeps of its two-phase recipe (half the cpu pres
 --suite phase1:   the share of examples in phase 1: 0, 0.1, 0.25, 0.5, 0.75, 0.9, 1
 --suite shift:    the shift S of SC-S: 1 (cosine), 2, 4, 8, 16
 --suite zdim:     the latent's size: 32, 128, 512, 2048
+--suite switch:   what happens at the phase switch: Adam's moments reset, the learning rate re-warmed, both
 --suite decoding: DDIM steps 1-100 on uniform and reversed-log grids, of one model: the ablation's
                   4-sc4-v-2phase (its run folder runs/ablation/4-sc4-v-2phase is used, or trained)
 Every variant is trained with the same preset and budget of examples and evaluated the same way on
@@ -52,12 +53,17 @@ SWEEPS = {
                for f in (0, 0.1, 0.25, 0.5, 0.75, 0.9, 1)},
     "shift": {f"sc{S}": (["--schedule", f"sc{S}", "--pred", "v", "--phase1-frac", "0.25"], "50", []) for S in (1, 2, 4, 8, 16)},
     "zdim": {f"z{z}": (TWO_PHASE + ["--z-dim", str(z)], "50", []) for z in (32, 128, 512, 2048)},
+    # the phase switch: the without-it point is the phase1 sweep's frac-0.25 (the same run)
+    "switch": {"reset-adam": (TWO_PHASE + ["--switch-reset-adam"], "1,50", []),
+               "rewarm-5000": (TWO_PHASE + ["--switch-warmup", "5000"], "1,50", []),
+               "reset-adam-rewarm-5000": (TWO_PHASE + ["--switch-reset-adam", "--switch-warmup", "5000"], "1,50", [])},
     "decoding": {f"{grid}": (VARIANTS["4-sc4-v-2phase"][0], DECODING_STEPS, ["--time-grid", grid])
                  for grid in ("uniform", "reversed-log")},
 }
 SUITES = {"ablation": VARIANTS, "recipes": RECIPE_VARIANTS, **SWEEPS}
 # what a suite uses unless flags say otherwise: (examples, --n, --n-inversion, --runs)
 SUITE_DEFAULTS = {"phase1": (40_000, 500, 100, None), "shift": (40_000, 500, 100, None), "zdim": (40_000, 500, 100, None),
+                  "switch": (40_000, 500, 100, None),
                   "decoding": (None, 500, 100, "runs/ablation")}
 # a suite whose variants share one trained model: the run folder's name
 SHARED_RUN = {"decoding": "4-sc4-v-2phase"}

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from cli import HelpFormatter  # noqa: E402
+from experiments import SWEEPS  # noqa: E402
 from schedules import Schedule, time_grid  # noqa: E402
 
 SCHEDULES = ["linear", "cosine", "sc2", "sc4", "sc8", "rf"]
@@ -213,6 +214,35 @@ def sweep_figure(results, suite, path):
     return True
 
 
+def switch_figure(logs, path, before=2_000, after=15_000):
+    """The training loss around the phase switch, one line per run ({label: log.jsonl path}), and each
+    run's held-out PSNR at 50 steps (the eval JSON beside the log) in the legend."""
+    runs = {label: log for label, log in logs.items() if os.path.exists(log)}
+    if not runs:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, log in runs.items():
+        rows = [json.loads(line) for line in open(log)]
+        rows = [r for r in rows if "loss" in r]
+        switch = next((r["examples"] for r in rows if r["phase"] == 2), None)
+        if switch is None:
+            continue
+        near = [r for r in rows if -before <= r["examples"] - switch <= after]
+        result = log.replace(".log.jsonl", ".json")
+        psnr = [r["psnr"] for r in json.load(open(result)) if r["steps"] == 50 and r["mode"] == "stochastic"] \
+            if os.path.exists(result) else []
+        ax.plot([r["examples"] - switch for r in near], [r["loss"] for r in near], lw=1,
+                label=label + (f" ({psnr[0]:.2f} dB at 50 steps)" if psnr else ""))
+    ax.axvline(0, color="k", lw=0.5)
+    ax.set(xlabel="examples since the phase switch", ylabel="training loss (mean over 10 steps)", yscale="log",
+           title="the loss around the phase switch (experiments.py --suite switch)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def interpolation_figure(ckpt_path, data, path, steps=50):
     from checkpoint import build_model, load_checkpoint
     from data import load_images, to_float
@@ -271,6 +301,12 @@ def main(argv=None):
                 done.append(name)
             else:
                 skipped.append(f"{name} (no results in {source})")
+        switch_logs = {"without": "results/phase1/frac-0.25.log.jsonl",
+                       **{name: f"results/switch/{name}.log.jsonl" for name in SWEEPS["switch"]}}
+        if switch_figure(switch_logs, os.path.join(args.out, "switch.png")):
+            done.append("switch.png")
+        else:
+            skipped.append("switch.png (no logs in results/switch or results/phase1)")
         ckpt = os.path.join(args.runs, "4-sc4-v-2phase", "ckpt.pt")
         if not args.data:
             skipped.append("interpolation.png (needs --data)")

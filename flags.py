@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "phase1_frac"))
     p.add_argument("--t-sampler", choices=["uniform", "logit-normal"], help=from_recipe("phase-2 t distribution",
                                                                                           "t_sampler"))
+    p.add_argument("--switch-reset-adam", action="store_true",
+                   help="clear Adam's moment estimates at the phase switch (README: the phase switch)")
+    p.add_argument("--switch-warmup", type=int, default=0,
+                   help="examples over which the learning rate re-warms linearly after the phase switch")
     p.add_argument("--t-mean", type=float, default=0.0, help="logit-normal mean")
     p.add_argument("--t-std", type=float, default=1.0, help="logit-normal std")
     p.add_argument("--latent", choices=["vector", "spatial"], help=from_recipe(
@@ -171,7 +175,7 @@ def parse_args(argv=None) -> argparse.Namespace:
               "log_every", "sample_every", "ckpt_every", "enc_num_res_blocks"):
         if getattr(args, k) <= 0:
             raise ValueError(f"--{k.replace('_', '-')} must be positive, got {getattr(args, k)}")
-    for k in ("warmup", "holdout", "data_workers", "z_map_channels", "kl_weight", "lpips_weight", "adv_weight", "r1_weight",
+    for k in ("warmup", "switch_warmup", "holdout", "data_workers", "z_map_channels", "kl_weight", "lpips_weight", "adv_weight", "r1_weight",
               "adv_start"):
         if getattr(args, k) < 0:
             raise ValueError(f"--{k.replace('_', '-')} must be >= 0, got {getattr(args, k)}")

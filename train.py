@@ -41,12 +41,15 @@ from sample import save_grid
 
 
 def lr_at(args, examples: int) -> float:
+    """Linear warm-up, then constant or cosine; --switch-warmup re-warms it after the phase switch."""
+    B, switch = args.batch_size, round(args.phase1_frac * args.examples)
+    rewarm = (examples - switch + B) / (args.switch_warmup + B) if 0 < switch <= examples < switch + args.switch_warmup else 1.0
     if examples < args.warmup:
-        return args.lr * (examples + args.batch_size) / (args.warmup + args.batch_size)
+        return rewarm * args.lr * (examples + B) / (args.warmup + B)
     if args.lr_decay == "cosine":
         progress = (examples - args.warmup) / max(1, args.examples - args.warmup)
-        return args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return args.lr
+        return rewarm * args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return rewarm * args.lr
 
 
 def train_step(loss_fn, opt, params, ema_params, ema_decay, x0, n_phase1, autocast):
@@ -255,6 +258,8 @@ def train(args):
             # examples of this share still in phase 1 (the global batch's first ones are)
             n_phase1 = min(max(phase1_examples - examples - rank * b, 0), b)
             adv_on[0] = disc is not None and examples >= args.adv_start
+            if args.switch_reset_adam and 0 < phase1_examples and examples <= phase1_examples < examples + B:
+                opt.state.clear()  # the first step with phase-2 examples: Adam's moments start afresh
             # EMA warm-up: early weights are noise, so average over at most the steps seen so far
             ema_decay = min(args.ema_decay, (1 + step) / (10 + step))
             loss = train_step(loss_fn, opt, params, ema_params, ema_decay, x0, n_phase1, autocast)

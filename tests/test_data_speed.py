@@ -57,6 +57,15 @@ def test_lr_schedule():
     assert train.lr_at(args, 11000) == pytest.approx(0, abs=1e-12)
 
 
+def test_switch_warmup_rewarms_the_learning_rate_after_the_phase_switch():
+    args = train.parse_args(["--preset", "cpu", "--warmup", "0", "--lr-decay", "constant", "--examples", "11000",
+                             "--batch-size", "10", "--phase1-frac", "0.5", "--switch-warmup", "990"])
+    assert [train.lr_at(args, e) / args.lr for e in (0, 5490, 5500, 6000, 6490, 9000)] == pytest.approx(
+        [1, 1, 10 / 1000, 510 / 1000, 1, 1])
+    args.phase1_frac = 0  # no switch, no re-warm
+    assert train.lr_at(args, 0) == args.lr
+
+
 def test_bench_json(tmp_path):
     path = str(tmp_path / "b.json")
     code, out, err = run_cli("bench.py", "--preset", "cpu", "--batch-size", "4", "--steps", "1", "--device", "cpu",

@@ -51,3 +51,13 @@ def test_sweep_figures_from_the_records_alone(suite, tmp_path):
     assert figures.sweep_figure(str(results), suite, str(tmp_path / "s.png"))
     assert os.path.getsize(tmp_path / "s.png") > 10_000
     assert figures.setting({"schedule": "cosine"}, "shift") == 1.0 and figures.setting({"schedule": "sc8"}, "shift") == 8
+
+
+def test_switch_figure_draws_the_loss_around_the_switch(tmp_path):
+    assert not figures.switch_figure({"a": str(tmp_path / "none.log.jsonl")}, str(tmp_path / "s.png"))
+    log = tmp_path / "a.log.jsonl"
+    log.write_text("\n".join(json.dumps({"examples": e, "phase": 1 if e <= 1000 else 2, "loss": 0.1 + (e > 1000)})
+                             for e in range(0, 5000, 100)))
+    (tmp_path / "a.json").write_text(json.dumps([{"steps": 50, "mode": "stochastic", "psnr": 21.5}]))
+    assert figures.switch_figure({"a": str(log), "b": str(tmp_path / "missing.log.jsonl")}, str(tmp_path / "s.png"))
+    assert os.path.getsize(tmp_path / "s.png") > 10_000

@@ -38,6 +38,17 @@ def test_phase_switch_and_run_folder(image_folder, tmp_path):
     assert os.path.getsize(os.path.join(out, "interpolation.png")) > 0
 
 
+@pytest.mark.parametrize("reset", [False, True])
+def test_switch_reset_adam_restarts_the_moments_at_the_first_phase_2_step(reset, image_folder, tmp_path):
+    out = str(tmp_path / "run")
+    # batch 8, phase 1 = the first 20 of 80 examples: step 3 (examples 16-23) is the first with phase-2 examples
+    code, _, err = run_cli("train.py", *TINY_FLAGS, "--data", image_folder, "--out", out, "--examples", "80",
+                           "--phase1-frac", "0.25", *(["--switch-reset-adam"] if reset else []))
+    assert code == 0, err
+    state = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)["opt"]["state"]
+    assert {float(s["step"]) for s in state.values()} == {8.0 if reset else 10.0}
+
+
 @pytest.mark.parametrize("recipe", [[], ["--adv-weight", "0.5", "--adv-start", "400", "--latent", "spatial",
                                            "--z-map-channels", "0", "--kl-weight", "0.01"]])
 def test_sigkill_then_resume_is_bit_identical(recipe, image_folder, tmp_path):
