@@ -43,7 +43,9 @@ from sample import save_grid
 def lr_at(args, examples: int) -> float:
     """Linear warm-up, then constant or cosine; --switch-warmup re-warms it after the phase switch."""
     B, switch = args.batch_size, round(args.phase1_frac * args.examples)
-    rewarm = (examples - switch + B) / (args.switch_warmup + B) if 0 < switch <= examples < switch + args.switch_warmup else 1.0
+    rewarm = 1.0  # --switch-warmup: from ~0 to 1, linearly over its examples after the switch
+    if 0 < switch <= examples < switch + args.switch_warmup:
+        rewarm = (examples - switch + B) / (args.switch_warmup + B)
     if examples < args.warmup:
         return rewarm * args.lr * (examples + B) / (args.warmup + B)
     if args.lr_decay == "cosine":
