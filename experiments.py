@@ -8,7 +8,8 @@ The paper's open questions, as sweeps of its two-phase recipe (half the cpu pres
 --suite phase1:   the share of examples in phase 1: 0, 0.1, 0.25, 0.5, 0.75, 0.9, 1
 --suite shift:    the shift S of SC-S: 1 (cosine), 2, 4, 8, 16
 --suite zdim:     the latent's size: 32, 128, 512, 2048
---suite switch:   what happens at the phase switch: Adam's moments reset, the learning rate re-warmed, both
+--suite switch:   what happens at the phase switch: Adam's moments reset, the learning rate re-warmed,
+                  both, and 10% of every phase-1 batch at a phase-2 t
 --suite decoding: DDIM steps 1-100 on uniform and reversed-log grids, of one model: the ablation's
                   4-sc4-v-2phase (its run folder runs/ablation/4-sc4-v-2phase is used, or trained)
 Every variant is trained with the same preset and budget of examples and evaluated the same way on
@@ -56,7 +57,8 @@ SWEEPS = {
     # the phase switch: the without-it point is the phase1 sweep's frac-0.25 (the same run)
     "switch": {"reset-adam": (TWO_PHASE + ["--switch-reset-adam"], "1,50", []),
                "rewarm-5000": (TWO_PHASE + ["--switch-warmup", "5000"], "1,50", []),
-               "reset-adam-rewarm-5000": (TWO_PHASE + ["--switch-reset-adam", "--switch-warmup", "5000"], "1,50", [])},
+               "reset-adam-rewarm-5000": (TWO_PHASE + ["--switch-reset-adam", "--switch-warmup", "5000"], "1,50", []),
+               "mix-0.1": (TWO_PHASE + ["--phase1-mix", "0.1"], "1,50", [])},
     "decoding": {f"{grid}": (VARIANTS["4-sc4-v-2phase"][0], DECODING_STEPS, ["--time-grid", grid])
                  for grid in ("uniform", "reversed-log")},
 }

@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "phase1_frac"))
     p.add_argument("--t-sampler", choices=["uniform", "logit-normal"], help=from_recipe("phase-2 t distribution",
                                                                                           "t_sampler"))
+    p.add_argument("--phase1-mix", type=float, default=0.0,
+                   help="share of every phase-1 batch trained at a phase-2 t instead of t = 1 (0: the paper's phase 1)")
     p.add_argument("--switch-reset-adam", action="store_true",
                    help="clear Adam's moment estimates at the phase switch (README: the phase switch)")
     p.add_argument("--switch-warmup", type=int, default=0,
@@ -171,6 +173,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     Schedule(args.schedule)  # raises on unknown or malformed names
     if not 0.0 <= args.phase1_frac <= 1.0:
         raise ValueError(f"--phase1-frac must be in [0, 1], got {args.phase1_frac}")
+    if not 0.0 <= args.phase1_mix < 1.0:
+        raise ValueError(f"--phase1-mix must be in [0, 1), got {args.phase1_mix}")
     for k in ("examples", "batch_size", "base_channels", "num_res_blocks", "z_dim", "image_size",
               "log_every", "sample_every", "ckpt_every", "enc_num_res_blocks"):
         if getattr(args, k) <= 0:

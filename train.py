@@ -54,6 +54,16 @@ def lr_at(args, examples: int) -> float:
     return rewarm * args.lr
 
 
+def phase1_count(examples, B, phase1_examples, mix, shard=(0, 1)) -> int:
+    """Examples of this process's share of the batch at `examples` that train at t = 1: the global
+    batch's first ones while phase 1 lasts, less its last round(mix B) (--phase1-mix keeps x_t in use)."""
+    rank, world = shard
+    n = min(max(phase1_examples - examples, 0), B)
+    if n > 0:
+        n = min(n, B - round(mix * B))
+    return min(max(n - rank * (B // world), 0), B // world)
+
+
 def train_step(loss_fn, opt, params, ema_params, ema_decay, x0, n_phase1, autocast):
     """forward -> backward -> clip the gradient norm to 1 -> Adam step -> EMA; returns the loss (no host sync)."""
     with autocast:
@@ -257,8 +267,7 @@ def train(args):
             flip = distributed.global_draw(lambda m: torch.rand(m, 1, 1, 1, device=device) < 0.5, b, shard)
             x0 = torch.where(flip, x0.flip(3), x0)
             x0 = x0.contiguous(memory_format=memory_format)
-            # examples of this share still in phase 1 (the global batch's first ones are)
-            n_phase1 = min(max(phase1_examples - examples - rank * b, 0), b)
+            n_phase1 = phase1_count(examples, B, phase1_examples, args.phase1_mix, shard)
             adv_on[0] = disc is not None and examples >= args.adv_start
             if args.switch_reset_adam and 0 < phase1_examples and examples <= phase1_examples < examples + B:
                 opt.state.clear()  # the first step with phase-2 examples: Adam's moments start afresh

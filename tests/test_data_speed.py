@@ -94,3 +94,13 @@ def test_compile_on_cpu_gives_the_same_outputs():
     eager = m(x, t, z)
     assert eager.abs().mean() > 0.01
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-4)
+
+
+def test_phase1_count_takes_the_first_examples_and_leaves_the_mix_out():
+    # phase 1 = the first 20 examples, batch 8: steps at 0 and 8 are phase 1, 16 straddles, 24 is phase 2
+    assert [train.phase1_count(e, 8, 20, 0.0) for e in (0, 8, 16, 24)] == [8, 8, 4, 0]
+    assert [train.phase1_count(e, 8, 20, 0.25) for e in (0, 8, 16, 24)] == [6, 6, 4, 0]
+    # two processes of 4: rank 0 holds the batch's first 4 examples, rank 1 the next 4
+    assert [train.phase1_count(16, 8, 20, 0.0, (r, 2)) for r in (0, 1)] == [4, 0]
+    assert [train.phase1_count(0, 8, 20, 0.25, (r, 2)) for r in (0, 1)] == [4, 2]
+    assert train.phase1_count(0, 8, 0, 0.5) == 0

@@ -127,6 +127,8 @@ def bad_folders(tmp_path_factory):
     (["--pred", "x1"], "invalid choice"),
     (["--phase1-frac", "1.5"], "--phase1-frac must be in [0, 1]"),
     (["--phase1-frac", "-0.1"], "--phase1-frac must be in [0, 1]"),
+    (["--phase1-mix", "1"], "--phase1-mix must be in [0, 1)"),
+    (["--switch-warmup", "-5"], "--switch-warmup must be >= 0"),
     (["--batch-size", "0"], "--batch-size must be positive"),
     (["--examples", "-5"], "--examples must be positive"),
     (["--data", "/no/such/folder"], "data folder not found"),
