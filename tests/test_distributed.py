@@ -20,6 +20,18 @@ def torchrun(*args, procs=2, **kw):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, **kw)
 
 
+def kill_every_process_of(marker: str) -> None:
+    """SIGKILL every process whose command line holds `marker`. torchrun starts each rank in a session
+    of its own, so killing torchrun's process group would leave the ranks running (and writing)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read() and int(pid) != os.getpid():
+                    os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass  # gone already
+
+
 def read_log(out):
     return [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
 
@@ -79,7 +91,7 @@ def test_sigkill_then_resume_under_torchrun_is_exact(image_folder, tmp_path):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "training finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both ranks
+    kill_every_process_of(cut)  # torchrun and both ranks, as a crash of the machine would
     proc.wait()
     killed_at = torch.load(os.path.join(cut, "ckpt.pt"), weights_only=True)["step"]
     assert 0 < killed_at < 150
