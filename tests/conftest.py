@@ -1,7 +1,9 @@
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -51,6 +53,35 @@ def run_cli(script, *args, timeout=300):
     p = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
                        timeout=timeout, env=env, cwd=ROOT)
     return p.returncode, p.stdout, p.stderr
+
+
+def kill_every_process_of(marker: str) -> None:
+    """SIGKILL every process whose command line holds `marker`. torchrun starts each rank in a session
+    of its own, so killing torchrun's process group would leave the ranks running (and writing)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read() and int(pid) != os.getpid():
+                    os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass  # gone already
+
+
+def kill_midway(cmd: list, out: str, lines: int = 29, timeout: float = 200) -> None:
+    """Start a training command (argv, run from the repo root) whose run folder is `out`, wait until its
+    log holds `lines` lines, then SIGKILL every process of the run, as a crash of the machine would."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT,
+                            start_new_session=True)
+    log_path = os.path.join(out, "log.jsonl")
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(log_path) and sum(1 for _ in open(log_path)) >= lines:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "training finished before it could be killed"
+    kill_every_process_of(out)
+    proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,14 @@
 """torchrun on CPU (gloo): 2 processes compute what one does, rank 0 alone writes, resume is exact."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 import distributed
-from conftest import ROOT, TINY_FLAGS, run_cli
+from conftest import ROOT, TINY_FLAGS, kill_midway, run_cli
 
 
 def torchrun(*args, procs=2, **kw):
@@ -18,18 +16,6 @@ def torchrun(*args, procs=2, **kw):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, **kw)
-
-
-def kill_every_process_of(marker: str) -> None:
-    """SIGKILL every process whose command line holds `marker`. torchrun starts each rank in a session
-    of its own, so killing torchrun's process group would leave the ranks running (and writing)."""
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() in f.read() and int(pid) != os.getpid():
-                    os.kill(int(pid), signal.SIGKILL)
-        except (OSError, ProcessLookupError):
-            pass  # gone already
 
 
 def read_log(out):
@@ -80,19 +66,8 @@ def test_sigkill_then_resume_under_torchrun_is_exact(image_folder, tmp_path):
              "--sample-every", "100000"]
     ref, cut = str(tmp_path / "ref"), str(tmp_path / "cut")
     assert torchrun("train.py", *flags, "--out", ref).returncode == 0
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "train.py", *flags, "--out", cut], cwd=ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log_path = os.path.join(cut, "log.jsonl")
-    deadline = time.time() + 200
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(log_path) and sum(1 for _ in open(log_path)) >= 29:  # mid-way, between checkpoints
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "training finished before it could be killed"
-    kill_every_process_of(cut)  # torchrun and both ranks, as a crash of the machine would
-    proc.wait()
+    kill_midway([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "train.py",
+                 *flags, "--out", cut], cut)  # torchrun and both ranks
     killed_at = torch.load(os.path.join(cut, "ckpt.pt"), weights_only=True)["step"]
     assert 0 < killed_at < 150
     p = torchrun("train.py", "--out", cut, "--resume")

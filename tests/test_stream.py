@@ -1,15 +1,12 @@
 """stream.py: streamed batches equal in-memory ones, per rank and after a resume; --data-in-memory auto."""
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 import stream
-from conftest import ROOT, TINY_FLAGS, exits_with, run_cli
+from conftest import ROOT, TINY_FLAGS, exits_with, kill_midway, run_cli
 from data import list_images, load_images, split_files
 from test_distributed import read_log, torchrun
 
@@ -90,19 +87,8 @@ def test_sigkill_then_resume_of_a_streamed_run_is_exact(image_folder, tmp_path):
              "--sample-every", "100000"]
     ref, cut = str(tmp_path / "ref"), str(tmp_path / "cut")
     assert run_cli("train.py", *flags, "--out", ref, "--data-in-memory", "on")[0] == 0
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *flags, "--out", cut,
-                             "--data-in-memory", "off", "--data-workers", "1"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=ROOT,
-                            start_new_session=True)
-    log_path = os.path.join(cut, "log.jsonl")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(log_path) and sum(1 for _ in open(log_path)) >= 29:  # mid-way, between checkpoints
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "training finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the run and its loader worker
-    proc.wait()
+    kill_midway([sys.executable, os.path.join(ROOT, "train.py"), *flags, "--out", cut, "--data-in-memory", "off",
+                 "--data-workers", "1"], cut)  # the run and its loader worker
     assert 0 < torch.load(os.path.join(cut, "ckpt.pt"), weights_only=True)["step"] < 200
     code, _, err = run_cli("train.py", "--out", cut, "--resume", "--data-in-memory", "off")
     assert code == 0, err

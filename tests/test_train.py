@@ -1,15 +1,12 @@
 """train.py end to end: phases, logs, checkpoints, exact resume after SIGKILL, and bad input."""
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from conftest import ROOT, TINY_FLAGS, run_cli
+from conftest import ROOT, TINY_FLAGS, kill_midway, run_cli
 
 
 def read_log(out):
@@ -58,18 +55,7 @@ def test_sigkill_then_resume_is_bit_identical(recipe, image_folder, tmp_path):
     ref, cut = str(tmp_path / "ref"), str(tmp_path / "cut")
     code, _, err = run_cli("train.py", *flags, "--out", ref)
     assert code == 0, err
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *flags, "--out", cut],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
-    log_path = os.path.join(cut, "log.jsonl")
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(log_path) and sum(1 for _ in open(log_path)) >= 29:  # mid-way, between checkpoints
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "training finished before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_midway([sys.executable, os.path.join(ROOT, "train.py"), *flags, "--out", cut], cut)
     killed_at = torch.load(os.path.join(cut, "ckpt.pt"), weights_only=True)["step"]
     assert 0 < killed_at < 200
     code, _, err = run_cli("train.py", *flags, "--out", cut, "--resume")
