@@ -10,12 +10,13 @@ The paper's open questions, as sweeps of its two-phase recipe (half the cpu pres
 --suite zdim:     the latent's size: 32, 128, 512, 2048
 --suite switch:   what happens at the phase switch: Adam's moments reset, the learning rate re-warmed,
                   both, and 10% of every phase-1 batch at a phase-2 t
---suite decoding: DDIM steps 1-100 on uniform and reversed-log grids, of one model: the ablation's
-                  4-sc4-v-2phase (its run folder runs/ablation/4-sc4-v-2phase is used, or trained)
+--suite decoding: DDIM steps 1-100 on uniform and reversed-log grids, of one model: the phase1 sweep's
+                  two-phase frac-0.25 (its run folder runs/phase1/frac-0.25 is used, or trained)
 Every variant is trained with the same preset and budget of examples and evaluated the same way on
 held-out images. Results go to results/<suite>/<variant>.json (with the training log beside it); a
 variant whose result exists is skipped, and said so: --force re-runs it, and --results DIR writes
-elsewhere. An interrupted training resumes from its checkpoint.
+elsewhere. An interrupted training resumes from its checkpoint. A point that is the same training as
+another sweep's (shift sc4 and zdim z512 are phase1 frac-0.25) copies that result when it exists.
 
     python experiments.py --data ../shared/data/cifar10-jpeg/train
     python experiments.py --suite recipes --data ../shared/data/cifar10-jpeg/train
@@ -59,16 +60,19 @@ SWEEPS = {
                "rewarm-5000": (TWO_PHASE + ["--switch-warmup", "5000"], "1,50", []),
                "reset-adam-rewarm-5000": (TWO_PHASE + ["--switch-reset-adam", "--switch-warmup", "5000"], "1,50", []),
                "mix-0.1": (TWO_PHASE + ["--phase1-mix", "0.1"], "1,50", [])},
-    "decoding": {f"{grid}": (VARIANTS["4-sc4-v-2phase"][0], DECODING_STEPS, ["--time-grid", grid])
+    "decoding": {f"{grid}": (TWO_PHASE, DECODING_STEPS, ["--time-grid", grid])
                  for grid in ("uniform", "reversed-log")},
 }
 SUITES = {"ablation": VARIANTS, "recipes": RECIPE_VARIANTS, **SWEEPS}
 # what a suite uses unless flags say otherwise: (examples, --n, --n-inversion, --runs)
 SUITE_DEFAULTS = {"phase1": (40_000, 500, 100, None), "shift": (40_000, 500, 100, None), "zdim": (40_000, 500, 100, None),
                   "switch": (40_000, 500, 100, None),
-                  "decoding": (None, 500, 100, "runs/ablation")}
+                  "decoding": (40_000, 250, 100, "runs/phase1")}
 # a suite whose variants share one trained model: the run folder's name
-SHARED_RUN = {"decoding": "4-sc4-v-2phase"}
+SHARED_RUN = {"decoding": "frac-0.25"}
+# a sweep point that is another sweep's point (the same training and budget): its result is copied from
+# there when that exists (results/<suite>/<variant>.json beside --results), not trained a second time
+SAME_AS = {("shift", "sc4"): ("phase1", "frac-0.25"), ("zdim", "z512"): ("phase1", "frac-0.25")}
 
 
 class StepFailed(Exception):
@@ -160,7 +164,25 @@ def done_command(path):
         return None
 
 
+def copy_same(name, args):
+    """Copy the result of the same training from another sweep; False if it has none for this budget."""
+    if (args.suite, name) not in SAME_AS:
+        return False
+    suite, variant = SAME_AS[args.suite, name]
+    source = os.path.join(os.path.dirname(os.path.normpath(args.results)), suite, variant)
+    if not os.path.exists(source + ".json") or stale_reason(source + ".json", args):
+        return False
+    with open(source + ".json", "rb") as f, open(source + ".log.jsonl", "rb") as g:
+        result, log = f.read(), g.read()
+    write_all({os.path.join(args.results, f"{name}.log.jsonl"): lambda f: f.write(log),
+               os.path.join(args.results, f"{name}.json"): lambda f: f.write(result)})
+    print(f"{name}: the same training as --suite {suite} {variant}: copied {source}.json", flush=True)
+    return True
+
+
 def run_variant(name, flags, steps, eval_flags, args):
+    if copy_same(name, args):
+        return
     run_name = SHARED_RUN.get(args.suite, name)
     out, result = os.path.join(args.runs, run_name), os.path.join(args.results, f"{name}.json")
     tag = "" if run_name == name else f"{name}-"  # variants sharing a run folder keep their own eval files

@@ -281,13 +281,36 @@ def test_decoding_sweep_trains_one_model_and_evaluates_it_per_grid(image_folder,
     experiments.main(["--suite", "decoding", "--data", image_folder, "--results", str(tmp_path / "results"),
                       "--runs", str(runs)])
     trains = [c for c in calls if "train.py" in c[1]]
-    assert len(trains) == 1 and trains[0][trains[0].index("--out") + 1] == str(runs / "4-sc4-v-2phase")
+    assert len(trains) == 1 and trains[0][trains[0].index("--out") + 1] == str(runs / "frac-0.25")
     evals = [c for c in calls if "eval.py" in c[1]]
     assert [c[c.index("--time-grid") + 1] for c in evals] == ["uniform"] * 2 + ["reversed-log"] * 2
     assert all(c[c.index("--steps") + 1] == "1,2,5,10,20,50,100" for c in evals)
+    assert trains[0][trains[0].index("--examples") + 1] == "40000"  # the phase1 sweep's training, reused
     assert len({c[c.index("--save") + 1] for c in evals}) == 4  # each grid and mode keeps its own images
     # --force re-evaluates a shared model, it does not train it again
     calls.clear()
     experiments.main(["--suite", "decoding", "--data", image_folder, "--results", str(tmp_path / "results"),
                       "--runs", str(runs), "--force"])
     assert not [c for c in calls if "train.py" in c[1]] and len(calls) == 4
+
+
+def test_a_point_shared_by_two_sweeps_is_trained_once(image_folder, tmp_path, monkeypatch, capsys):
+    # shift sc4 and zdim z512 are the phase1 sweep's frac-0.25: the same training flags
+    assert experiments.SWEEPS["shift"]["sc4"][0] == experiments.SWEEPS["phase1"]["frac-0.25"][0]
+    z512 = experiments.SWEEPS["zdim"]["z512"][0]
+    assert z512[z512.index("--z-dim") + 1] == str(experiments.PRESETS["cpu"]["z_dim"])
+    assert z512[:z512.index("--z-dim")] == experiments.SWEEPS["phase1"]["frac-0.25"][0]
+    calls = []
+    monkeypatch.setattr(experiments, "run", fake_steps(calls))
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    experiments.main(["--suite", "zdim", "--data", image_folder, "--results", str(results / "zdim"), "--runs",
+                      str(runs / "zdim"), "--only", "z512"])  # no phase1 result yet: trained
+    assert len([c for c in calls if "train.py" in c[1]]) == 1
+    experiments.main(["--suite", "phase1", "--data", image_folder, "--results", str(results / "phase1"), "--runs",
+                      str(runs / "phase1"), "--only", "frac-0.25"])
+    calls.clear()
+    experiments.main(["--suite", "shift", "--data", image_folder, "--results", str(results / "shift"), "--runs",
+                      str(runs / "shift"), "--only", "sc4"])
+    assert calls == [] and "copied" in capsys.readouterr().out
+    assert (results / "shift" / "sc4.json").read_text() == (results / "phase1" / "frac-0.25.json").read_text()
+    assert (results / "shift" / "sc4.log.jsonl").exists()

@@ -17,6 +17,14 @@ for run in runs/recipes/*/; do
     [ -f "$out/latent-spectrum-$name.json" ] || python spectrum.py --ckpt "$run/ckpt.pt" --data "$data" \
         --json "$out/latent-spectrum-$name.json"
 done
+# does phase 1 make z more semantic? the phase1 sweep's models at one budget (40,000 examples): one-phase
+# SC-4 (frac-0), two-phase (0.1 ... 0.9), phase 1 only (frac-1)
+for run in runs/phase1/*/; do
+    name=$(basename "$run")
+    [ -f "$run/done" ] || { echo "skip phase1 $name: its training has not finished"; continue; }
+    [ -f "$out/probe-phase1-$name.json" ] || python probe.py --ckpt "$run/ckpt.pt" --data "$data" \
+        --json "$out/probe-phase1-$name.json"
+done
 paper=runs/recipes/2-paper
 [ -f "$out/manipulation-2-paper.json" ] || python probe.py --ckpt "$paper/ckpt.pt" --data "$data" \
     --manipulate ship --strengths 0,2,4,8 --json "$out/manipulation-2-paper.json" --grid figures/manipulation.png
