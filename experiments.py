@@ -2,7 +2,8 @@
 
 --suite ablation: the ablation of Khungurn et al. 2025 (their CIFAR-10 table).
 --suite recipes:  the decoders of the papers this repo teaches (DiffAE, Khungurn et al., epsilon-VAE,
-                  DGAE, and the paper's recipe with a spatial latent), decoded in 1, 3 and 50 steps.
+                  DGAE, and the paper's recipe with a spatial latent, without and with Diffusability's
+                  scale-equivariance term), decoded in 1, 3 and 50 steps.
 The paper's open questions, as sweeps of its two-phase recipe (half the cpu preset's examples each,
 500 / 100 held-out images, unless flags say otherwise):
 --suite phase1:   the share of examples in phase 1: 0, 0.1, 0.25, 0.5, 0.75, 0.9, 1
@@ -47,6 +48,9 @@ RECIPE_VARIANTS = {
     "3-epsvae-no-lpips": (["--recipe", "epsvae", "--lpips-weight", "0"], "1,3,50", ["--time-grid", "reversed-log"]),
     "4-dgae-no-lpips": (["--recipe", "dgae", "--lpips-weight", "0"], "1,3,50", []),
     "5-paper-spatial": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0"], "1,3,50", []),
+    # Diffusability's scale-equivariance term on row 5's latent (2x, lambda 0.25: our choice, the paper's is unverified)
+    "6-paper-spatial-se0.25": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0", "--se-weight", "0.25"],
+                               "1,3,50", []),
 }
 TWO_PHASE = ["--schedule", "sc4", "--pred", "v", "--phase1-frac", "0.25"]
 DECODING_STEPS = "1,2,5,10,20,50,100"
