@@ -11,6 +11,8 @@ The paper's open questions, as sweeps of its two-phase recipe (half the cpu pres
 --suite zdim:     the latent's size: 32, 128, 512, 2048
 --suite switch:   what happens at the phase switch: Adam's moments reset, the learning rate re-warmed,
                   both, and 10% of every phase-1 batch at a phase-2 t
+--suite spatial:  the two-phase recipe with a spatial latent (the cpu preset's full budget): 4 or 8 latent
+                  channels, SC-1 / SC-4 / rectified flow, decoded in 1, 2, 3, 5, 10 and 50 steps
 --suite decoding: DDIM steps 1-100 on uniform and reversed-log grids, of one model: the phase1 sweep's
                   two-phase frac-0.25 (its run folder runs/phase1/frac-0.25 is used, or trained)
 Every variant is trained with the same preset and budget of examples and evaluated the same way on
@@ -66,11 +68,16 @@ SWEEPS = {
                "mix-0.1": (TWO_PHASE + ["--phase1-mix", "0.1"], "1,50", [])},
     "decoding": {f"{grid}": (TWO_PHASE, DECODING_STEPS, ["--time-grid", grid])
                  for grid in ("uniform", "reversed-log")},
+    # the two-phase recipe with a spatial latent (recipes row 5: 23.47 dB at 3 steps), at the full cpu budget:
+    # its latent's channels and its schedule, decoded in 1 to 50 steps to find the best count
+    "spatial": {f"c{c}-{sched}": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0",
+                                   "--latent-channels", str(c), "--schedule", sched], "1,2,3,5,10,50", [])
+                for c, sched in ((4, "sc1"), (8, "sc1"), (4, "rf"), (8, "sc4"))},
 }
 SUITES = {"ablation": VARIANTS, "recipes": RECIPE_VARIANTS, **SWEEPS}
 # what a suite uses unless flags say otherwise: (examples, --n, --n-inversion, --runs)
 SUITE_DEFAULTS = {"phase1": (40_000, 500, 100, None), "shift": (40_000, 500, 100, None), "zdim": (40_000, 500, 100, None),
-                  "switch": (40_000, 500, 100, None),
+                  "switch": (40_000, 500, 100, None), "spatial": (None, 500, 100, None),
                   "decoding": (40_000, 250, 100, "runs/phase1")}
 # a suite whose variants share one trained model: the run folder's name
 SHARED_RUN = {"decoding": "frac-0.25"}

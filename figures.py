@@ -1,5 +1,6 @@
 """Every figure in figures/, made from the schedules and from the experiments' committed outputs
-(results/ablation, results/recipes, results/latent; probe.py and latent_sampler.py write their own grids).
+(results/ablation, results/recipes, results/spatial, the sweeps' results, results/latent; probe.py
+and latent_sampler.py write their own grids).
 
     python figures.py                       # schedules only (needs nothing else)
     python figures.py --data ../shared/data/cifar10-jpeg/train   # + ablation figures (after experiments.py)
@@ -8,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 
 import matplotlib
 
@@ -97,9 +99,9 @@ def reconstructions_figure(runs, path, k=10):
     return True
 
 
-def recipes_figure(results, path):
-    """PSNR, SSIM and sharpness against decoding steps for each recipe (experiments.py --suite recipes);
-    solid: random x_T, dashed: inverted x_T. False if there are no results."""
+def recipes_figure(results, path, title="the recipes at CPU scale (80,000 examples each, held-out images)"):
+    """PSNR, SSIM and sharpness against decoding steps for each variant of a suite (experiments.py
+    --suite recipes or spatial); solid: random x_T, dashed: inverted x_T. False if there are no results."""
     files = sorted(f for f in os.listdir(results) if f.endswith(".json")) if os.path.isdir(results) else []
     if not files:
         return False
@@ -121,8 +123,7 @@ def recipes_figure(results, path):
     axes[2].axhline(1, color="gray", lw=0.5)
     axes[2].set_yscale("log")
     axes[0].legend(fontsize=6)
-    fig.suptitle("the recipes at CPU scale (80,000 examples each, held-out images); solid: random x_T, "
-                 "dashed: inverted", fontsize=9)
+    fig.suptitle(f"{title}; solid: random x_T, dashed: inverted", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -289,7 +290,10 @@ def main(argv=None):
         else:
             skipped.append(f"reconstructions.png (no eval-stochastic.npz in the run folders of {args.runs}; "
                            f"run experiments.py first)")
+        spatial = partial(recipes_figure, title="the two-phase recipe with a spatial latent (80,000 examples "
+                                                "each, held-out images)")
         for name, make, source in [("recipes.png", recipes_figure, "results/recipes"),
+                                   ("spatial.png", spatial, "results/spatial"),
                                    ("spectra.png", spectra_figure, "results/latent")]:
             if make(source, os.path.join(args.out, name)):
                 done.append(name)

@@ -314,3 +314,16 @@ def test_a_point_shared_by_two_sweeps_is_trained_once(image_folder, tmp_path, mo
     assert calls == [] and "copied" in capsys.readouterr().out
     assert (results / "shift" / "sc4.json").read_text() == (results / "phase1" / "frac-0.25.json").read_text()
     assert (results / "shift" / "sc4.log.jsonl").exists()
+
+
+def test_spatial_suite_trains_at_the_full_budget_and_decodes_in_few_steps(image_folder, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(experiments, "run", fake_steps(calls))
+    experiments.main(["--suite", "spatial", "--data", image_folder, "--results", str(tmp_path / "results"),
+                      "--runs", str(tmp_path / "runs"), "--only", "c8-sc1"])
+    train, *evals = calls
+    assert "--examples" not in train  # the cpu preset's own 80,000
+    assert [train[train.index(f) + 1] for f in ("--latent", "--latent-channels", "--schedule", "--z-map-channels")] \
+        == ["spatial", "8", "sc1", "0"]
+    assert [c[c.index("--steps") + 1] for c in evals] == ["1,2,3,5,10,50"] * 2
+    assert [c[c.index("--n") + 1] for c in evals] == ["500", "100"]
