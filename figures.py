@@ -205,6 +205,8 @@ def sweep_figure(results, suite, path):
                 color = line.get_color()
     for ax, label in zip(axes, ("PSNR (dB)", "SSIM", "sharpness (1 = as detailed as the data)")):
         ax.set(xlabel=SWEEP_AXES[suite], ylabel=label, xscale="linear" if suite == "phase1" else "log")
+    axes[2].axhline(1, color="gray", lw=0.5)
+    axes[2].set_yscale("log")  # noise can put it far above 1, blur below
     axes[0].legend(fontsize=6)
     n = {r["examples"] for r in records}
     fig.suptitle(f"--suite {suite}: {', '.join(f'{e:,}' for e in sorted(n))} training examples per model, "
