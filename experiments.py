@@ -243,7 +243,7 @@ def main(argv=None):
     p.add_argument("--runs", help="where the run folders go (default: runs/<suite>)")
     p.add_argument("--results", help="where the eval JSON goes (default: results/<suite>)")
     p.add_argument("--n", type=positive, default=None, help="held-out images for the stochastic evaluation "
-                   "(default 1000; 500 for the sweeps)")
+                   "(default 1000; 500 for the sweeps, 250 for --suite decoding)")
     p.add_argument("--n-inversion", type=positive, default=None, help="held-out images for the inversion evaluation "
                    "(default 250; 100 for the sweeps)")
     p.add_argument("--only", nargs="+", choices=[n for suite in SUITES.values() for n in suite], metavar="VARIANT",
