@@ -12,7 +12,8 @@ The paper's open questions, as sweeps of its two-phase recipe (half the cpu pres
 --suite switch:   what happens at the phase switch: Adam's moments reset, the learning rate re-warmed,
                   both, and 10% of every phase-1 batch at a phase-2 t
 --suite spatial:  the two-phase recipe with a spatial latent (the cpu preset's full budget): 4 or 8 latent
-                  channels, SC-1 / SC-4 / rectified flow, decoded in 1, 2, 3, 5, 10 and 50 steps
+                  channels, SC-1 / SC-4 / rectified flow, decoded in 1, 2, 3, 5, 10 and 50 steps, and the
+                  same network trained as phase 1 only (decoded in one step)
 --suite decoding: DDIM steps 1-100 on uniform and reversed-log grids, of one model: the phase1 sweep's
                   two-phase frac-0.25 (its run folder runs/phase1/frac-0.25 is used, or trained)
 Every variant is trained with the same preset and budget of examples and evaluated the same way on
@@ -72,7 +73,9 @@ SWEEPS = {
     # its latent's channels and its schedule, decoded in 1 to 50 steps to find the best count
     "spatial": {f"c{c}-{sched}": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0",
                                    "--latent-channels", str(c), "--schedule", sched], "1,2,3,5,10,50", [])
-                for c, sched in ((4, "sc1"), (8, "sc1"), (4, "rf"), (8, "sc4"))},
+                for c, sched in ((4, "sc1"), (8, "sc1"), (4, "rf"), (8, "sc4"))}
+               | {"c4-phase1-only": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0",
+                                      "--phase1-frac", "1"], "1", [])},  # how sharp the plain autoencoder is
 }
 SUITES = {"ablation": VARIANTS, "recipes": RECIPE_VARIANTS, **SWEEPS}
 # what a suite uses unless flags say otherwise: (examples, --n, --n-inversion, --runs)
