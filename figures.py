@@ -74,25 +74,18 @@ def curves_figure(results, path):
     plt.close(fig)
 
 
-def reconstructions_figure(runs, path, k=10):
-    """Originals above each run's stochastic reconstructions; False if no run has them."""
-    rows, names = [], []
-    for name in sorted(os.listdir(runs)):
-        f = os.path.join(runs, name, "eval-stochastic.npz")
-        if os.path.exists(f):
-            d = np.load(f)
-            if not rows:
-                rows.append(d["originals"][:k])
-                names.append("original")
-            rows.append(d["reconstructions"][:k])
-            names.append(name)
-    if not rows:
+def reconstructions_figure(rows, path, k=10):
+    """Originals above reconstructions: rows is [(label, eval.py --save file, its key)], the originals
+    taken from the first file that exists. False if none does."""
+    found = [(label, np.load(f), key) for label, f, key in rows if os.path.exists(f)]
+    if not found:
         return False
-    fig, axes = plt.subplots(len(rows), 1, figsize=(k * 0.9, len(rows) * 1.05))
-    for ax, row, name in zip(axes, rows, names):
+    images = [("original", found[0][1]["originals"][:k])] + [(label, d[key][:k]) for label, d, key in found]
+    fig, axes = plt.subplots(len(images), 1, figsize=(k * 0.9, len(images) * 1.05))
+    for ax, (label, row) in zip(axes, images):
         ax.imshow(np.concatenate(list(row.transpose(0, 2, 3, 1)), axis=1))
         ax.set_axis_off()
-        ax.set_title(name, fontsize=8, loc="left")
+        ax.set_title(label, fontsize=8, loc="left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -287,7 +280,9 @@ def main(argv=None):
             done.append("training_curves.png")
         else:
             skipped.append(f"training_curves.png (no training logs in {args.results})")
-        if os.path.isdir(args.runs) and reconstructions_figure(args.runs, os.path.join(args.out, "reconstructions.png")):
+        runs = sorted(os.listdir(args.runs)) if os.path.isdir(args.runs) else []
+        if reconstructions_figure([(name, os.path.join(args.runs, name, "eval-stochastic.npz"), "reconstructions")
+                                   for name in runs], os.path.join(args.out, "reconstructions.png")):
             done.append("reconstructions.png")
         else:
             skipped.append(f"reconstructions.png (no eval-stochastic.npz in the run folders of {args.runs}; "
@@ -307,6 +302,13 @@ def main(argv=None):
                 done.append(name)
             else:
                 skipped.append(f"{name} (no results in {source})")
+        spatial = [("phase 1 only, 1 step", "runs/spatial/c4-phase1-only/eval-stochastic.npz", "reconstructions")] + [
+            (f"two-phase (c4-sc1), {s} steps", "runs/spatial/c4-sc1/eval-stochastic.npz", f"reconstructions_{s}")
+            for s in (2, 10, 50)]
+        if reconstructions_figure(spatial, os.path.join(args.out, "target.png")):
+            done.append("target.png")
+        else:
+            skipped.append("target.png (no runs/spatial/*/eval-stochastic.npz: run experiments.py --suite spatial)")
         switch_logs = {"without": "results/phase1/frac-0.25.log.jsonl",
                        **{name: f"results/switch/{name}.log.jsonl" for name in SWEEPS["switch"]}}
         if switch_figure(switch_logs, os.path.join(args.out, "switch.png")):
