@@ -43,6 +43,8 @@ VARIANTS = {
     "4-sc4-v-2phase": (["--schedule", "sc4", "--pred", "v", "--phase1-frac", "0.25"], "50", []),
     "5-phase1-only": (["--schedule", "sc4", "--pred", "v", "--phase1-frac", "1"], "1", []),
 }
+# the paper's recipe with DGAE's kind of latent: a 4 x 8 x 8 map instead of the 512-d vector
+PAPER_SPATIAL = ["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0"]
 # The related papers' decoders (flags.py RECIPES). LPIPS needs pretrained weights that cannot be had
 # offline: these runs leave it out and say so in their names. epsilon-VAE decodes on its reversed-log grid.
 RECIPE_VARIANTS = {
@@ -50,10 +52,9 @@ RECIPE_VARIANTS = {
     "2-paper": (["--recipe", "paper"], "1,3,50", []),
     "3-epsvae-no-lpips": (["--recipe", "epsvae", "--lpips-weight", "0"], "1,3,50", ["--time-grid", "reversed-log"]),
     "4-dgae-no-lpips": (["--recipe", "dgae", "--lpips-weight", "0"], "1,3,50", []),
-    "5-paper-spatial": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0"], "1,3,50", []),
+    "5-paper-spatial": (PAPER_SPATIAL, "1,3,50", []),
     # Diffusability's scale-equivariance term on row 5's latent (2x, lambda 0.25: our choice, the paper's is unverified)
-    "6-paper-spatial-se0.25": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0", "--se-weight", "0.25"],
-                               "1,3,50", []),
+    "6-paper-spatial-se0.25": (PAPER_SPATIAL + ["--se-weight", "0.25"], "1,3,50", []),
 }
 TWO_PHASE = ["--schedule", "sc4", "--pred", "v", "--phase1-frac", "0.25"]
 DECODING_STEPS = "1,2,5,10,20,50,100"
@@ -71,11 +72,9 @@ SWEEPS = {
                  for grid in ("uniform", "reversed-log")},
     # the two-phase recipe with a spatial latent (recipes row 5: 23.47 dB at 3 steps), at the full cpu budget:
     # its latent's channels and its schedule, decoded in 1 to 50 steps to find the best count
-    "spatial": {f"c{c}-{sched}": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0",
-                                   "--latent-channels", str(c), "--schedule", sched], "1,2,3,5,10,50", [])
+    "spatial": {f"c{c}-{sched}": (PAPER_SPATIAL + ["--latent-channels", str(c), "--schedule", sched], "1,2,3,5,10,50", [])
                 for c, sched in ((4, "sc1"), (8, "sc1"), (4, "rf"), (8, "sc4"))}
-               | {"c4-phase1-only": (["--recipe", "paper", "--latent", "spatial", "--z-map-channels", "0",
-                                      "--phase1-frac", "1"], "1", [])},  # how sharp the plain autoencoder is
+               | {"c4-phase1-only": (PAPER_SPATIAL + ["--phase1-frac", "1"], "1", [])},  # how sharp phase 1 alone is
 }
 SUITES = {"ablation": VARIANTS, "recipes": RECIPE_VARIANTS, **SWEEPS}
 # what a suite uses unless flags say otherwise: (examples, --n, --n-inversion, --runs)

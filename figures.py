@@ -287,10 +287,10 @@ def main(argv=None):
         else:
             skipped.append(f"reconstructions.png (no eval-stochastic.npz in the run folders of {args.runs}; "
                            f"run experiments.py first)")
-        spatial = partial(recipes_figure, title="the two-phase recipe with a spatial latent (80,000 examples "
+        spatial_figure = partial(recipes_figure, title="the two-phase recipe with a spatial latent (80,000 examples "
                                                 "each, held-out images)")
         for name, make, source in [("recipes.png", recipes_figure, "results/recipes"),
-                                   ("spatial.png", spatial, "results/spatial"),
+                                   ("spatial.png", spatial_figure, "results/spatial"),
                                    ("spectra.png", spectra_figure, "results/latent")]:
             if make(source, os.path.join(args.out, name)):
                 done.append(name)
@@ -302,10 +302,10 @@ def main(argv=None):
                 done.append(name)
             else:
                 skipped.append(f"{name} (no results in {source})")
-        spatial = [("phase 1 only, 1 step", "runs/spatial/c4-phase1-only/eval-stochastic.npz", "reconstructions")] + [
+        target_rows = [("phase 1 only, 1 step", "runs/spatial/c4-phase1-only/eval-stochastic.npz", "reconstructions")] + [
             (f"two-phase (c4-sc1), {s} steps", "runs/spatial/c4-sc1/eval-stochastic.npz", f"reconstructions_{s}")
             for s in (2, 10, 50)]
-        if reconstructions_figure(spatial, os.path.join(args.out, "target.png")):
+        if reconstructions_figure(target_rows, os.path.join(args.out, "target.png")):
             done.append("target.png")
         else:
             skipped.append("target.png (no runs/spatial/*/eval-stochastic.npz: run experiments.py --suite spatial)")
