@@ -113,14 +113,16 @@ def table(results, suite="ablation"):
     """The README's markdown table, from the committed JSON."""
     if suite != "ablation":
         return steps_table(results, SUITES[suite])
-    lines = ["| variant | flags | stochastic PSNR / SSIM | inversion PSNR / SSIM | train time | paper (PSNR / SSIM) |",
+    lines = ["| variant | flags | stochastic PSNR / SSIM (/ sharpness) | inversion PSNR / SSIM (/ sharpness) | train time "
+             "| paper (PSNR / SSIM) |",
              "|---|---|---|---|---|---|"]
     for name, (flags, _, _) in VARIANTS.items():
         path = os.path.join(results, f"{name}.json")
         if not os.path.exists(path):
             continue
         recs = {r["mode"]: r for r in json.load(open(path))}
-        cell = {m: f"{r['psnr']:.2f} / {r['ssim']:.3f} ({r['steps']} steps, n = {r['n']})" for m, r in recs.items()}
+        cell = {m: f"{r['psnr']:.2f} / {r['ssim']:.3f}" + (f" / {r['sharpness']:.2f}" if "sharpness" in r else "")
+                + f" ({r['steps']} steps, n = {r['n']})" for m, r in recs.items()}
         minutes = recs["stochastic"]["train_seconds"] / 60
         lines.append(f"| {name} | `{' '.join(flags)}` | {cell['stochastic']} | {cell.get('inversion', '—')} "
                      f"| {minutes:.1f} min | {PAPER[name]} |")
