@@ -1,6 +1,6 @@
 """Experiments at CPU scale, each one resumable command.
 
---suite ablation: the ablation of Khungurn et al. 2025 (their CIFAR-10 table).
+--suite ablation: the ablation of Khungurn et al. 2025 (their CIFAR-10 table), and --recipe small beside it.
 --suite recipes:  the decoders of the papers this repo teaches (DiffAE, Khungurn et al., epsilon-VAE,
                   DGAE, and the paper's recipe with a spatial latent, without and with Diffusability's
                   scale-equivariance term), decoded in 1, 3 and 50 steps.
