@@ -43,17 +43,18 @@ PRESETS["imagenet128"] = dict(PRESETS["lsun128"])
 # 'dgae': rf with x0_hat = x_t - t v, a spatial KL latent (beta 1e-6 as SD-VAE; DGAE states none),
 #   LPIPS (eta not stated: 0.5 as epsilon-VAE); one phase, as DGAE trains.
 # 'small': ours, the best found for 32-px images on the cpu preset's budget (README, "Towards 24 dB"): the
-#   paper's two phases and v-prediction with a 4 x 8 x 8 spatial latent and the plain cosine schedule (SC-1).
+#   paper's two phases and v-prediction with an 8 x 8 x 8 spatial latent (512 numbers, as the paper's vector z)
+#   and the plain cosine schedule (SC-1).
 RECIPES = {
-    "paper": dict(schedule="sc4", pred="v", phase1_frac=0.25, t_sampler="uniform", latent="vector",
+    "paper": dict(schedule="sc4", pred="v", phase1_frac=0.25, t_sampler="uniform", latent="vector", latent_channels=4,
                   kl_weight=0.0, gamma=1.0, lpips_weight=0.0, adv_weight=0.0),
-    "diffae": dict(schedule="linear", pred="eps", phase1_frac=0.0, t_sampler="uniform", latent="vector",
+    "diffae": dict(schedule="linear", pred="eps", phase1_frac=0.0, t_sampler="uniform", latent="vector", latent_channels=4,
                    kl_weight=0.0, gamma=1.0, lpips_weight=0.0, adv_weight=0.0),
-    "epsvae": dict(schedule="rf", pred="v", phase1_frac=0.0, t_sampler="logit-normal", latent="spatial",
+    "epsvae": dict(schedule="rf", pred="v", phase1_frac=0.0, t_sampler="logit-normal", latent="spatial", latent_channels=4,
                    z_map_channels=0, kl_weight=0.0, gamma=0.6, lpips_weight=0.5, adv_weight=0.5),
-    "dgae": dict(schedule="rf", pred="v", phase1_frac=0.0, t_sampler="uniform", latent="spatial",
+    "dgae": dict(schedule="rf", pred="v", phase1_frac=0.0, t_sampler="uniform", latent="spatial", latent_channels=4,
                  z_map_channels=0, kl_weight=1e-6, gamma=1.0, lpips_weight=0.5, adv_weight=0.0),
-    "small": dict(schedule="sc1", pred="v", phase1_frac=0.25, t_sampler="uniform", latent="spatial",
+    "small": dict(schedule="sc1", pred="v", phase1_frac=0.25, t_sampler="uniform", latent="spatial", latent_channels=8,
                   z_map_channels=0, kl_weight=0.0, gamma=1.0, lpips_weight=0.0, adv_weight=0.0),
 }
 # Flags that may change when a run is resumed: they do not change what is computed.
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-std", type=float, default=1.0, help="logit-normal std")
     p.add_argument("--latent", choices=["vector", "spatial"], help=from_recipe(
         "vector: DiffAE's z (AdaGN); spatial: a map concatenated with x_t (epsilon-VAE, DGAE)", "latent"))
-    p.add_argument("--latent-channels", type=int, default=4, help="channels of a spatial latent")
+    p.add_argument("--latent-channels", type=int, help=from_recipe("channels of a spatial latent", "latent_channels"))
     p.add_argument("--latent-down", type=int, default=4, help="downsampling factor f of a spatial latent (H/f x W/f)")
     p.add_argument("--kl-weight", type=float, help=from_recipe(
         "> 0: a Gaussian latent (mu, log sigma^2) with this weight on its KL term (DGAE's beta)", "kl_weight"))

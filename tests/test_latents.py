@@ -199,12 +199,12 @@ def test_lpips_wiring_offline_with_a_random_backbone(monkeypatch):
 
 
 def test_recipe_small_is_the_spatial_suites_measured_run():
-    """README quotes the spatial suite's c4-sc1 numbers for `--preset cpu --recipe small`: the same run."""
+    """README quotes the spatial suite's c8-sc1 numbers for `--preset cpu --recipe small`: the same run."""
     from experiments import SUITES
     from flags import parse_args, plain_args
 
-    flags = SUITES["spatial"]["c4-sc1"][0]
+    flags = SUITES["spatial"]["c8-sc1"][0]
     measured, small = (plain_args(parse_args(["--preset", "cpu", *f])) for f in (flags, ["--recipe", "small"]))
     measured.pop("recipe"), small.pop("recipe")
     assert measured == small
-    assert (small["latent"], small["schedule"], small["phase1_frac"], small["z_map_channels"]) == ("spatial", "sc1", 0.25, 0)
+    assert (small["latent"], small["latent_channels"], small["schedule"], small["phase1_frac"]) == ("spatial", 8, "sc1", 0.25)
