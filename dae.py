@@ -25,14 +25,16 @@ Options of the related papers (../shared/PAPERS.md):
       one-step x0_hat from x_t = alpha_t Down_s(y_0) + sigma_t eps at the same t as the main term (so t = 1,
       a plain decoder, in phase 1), and d is the mean-squared error in data space (our reading; the paper
       leaves both open for diffusion decoders).
+  LPIPS (epsilon-VAE, DGAE) and adversarial trajectory matching (epsilon-VAE): terms on the one-step
+      x0_hat (one_step_x0 of the Prediction the loss returns) that train.py's loop adds.
 """
 from dataclasses import asdict, dataclass, field, fields
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from distributed import global_draw
 from schedules import Schedule, bcast, make_target, sample_t, to_x0_eps
 from unet import Encoder, UNet, UNetConfig
 
@@ -96,6 +98,63 @@ class DiffusionAutoencoder(nn.Module):
         self.encoder = Encoder(cfg.net, variational=cfg.kl_weight > 0)
         self.decoder = UNet(cfg.net)
 
+    def loss(self, x0: torch.Tensor, n_phase1: int = 0, t=None, eps=None, noise=None):
+        """(the paper's loss plus the related papers' terms, Prediction). The batch's first n_phase1 examples
+        are in phase 1, the rest in phase 2; t, eps and noise(like) (the KL and SE terms' N(0, I)) are drawn
+        here unless given (train.py gives each process its share of the global batch's draws)."""
+        noise = noise or gaussian
+        if t is None:  # phase 2's t: uniform, or epsilon-VAE's logit-normal
+            t = sample_t(len(x0), self.cfg.t_sampler, self.cfg.t_mean, self.cfg.t_std, device=x0.device)
+        eps = noise(x0) if eps is None else eps
+        # BEGIN EXERCISE 4
+        # phase 1: t = 1, so x_t is pure noise and the decoder must get everything from z
+        if n_phase1 > 0:
+            t[:n_phase1] = 1.0
+        alpha, sigma = (bcast(a, x0) for a in self.schedule.alpha_sigma(t))
+        y0 = self.to_diffusion(x0)
+        # forward process: x_t = alpha_t y_0 + sigma_t eps  (y_0 = x_0 unless gamma != 1)
+        x_t = alpha * y0 + sigma * eps
+        # END EXERCISE 4
+        target = make_target(self.cfg.pred, y0, eps, alpha, sigma, self.schedule.is_rf)
+        mu, logvar = self.posterior(x0)  # logvar is None unless the latent is DGAE's Gaussian
+        z = mu if logvar is None else self.reparameterise(mu, logvar, noise)
+        out = self(x_t, t, z)
+        # L = || f(x_t, t, z) - target ||^2, the mean over the batch's values
+        loss = F.mse_loss(out.float(), target.float())
+
+        # the related papers' additions (module docstring): DGAE's KL term, Diffusability's SE term
+        if logvar is not None:
+            loss = loss + self.cfg.kl_weight * self.kl(mu.float(), logvar.float()).mean()
+        if self.cfg.se_weight > 0:
+            s = self.cfg.se_scales[int(torch.randint(len(self.cfg.se_scales), ()))]  # one factor per batch
+            loss = loss + self.cfg.se_weight * self.se_loss(x0, z, t, s, noise)
+        return loss, Prediction(out, x_t, t)
+
+    def one_step_x0(self, pred: "Prediction") -> torch.Tensor:
+        """The one-step estimate x0_hat of a training prediction, in data space, on which the loop adds
+        LPIPS and the adversarial term (rf: x0_hat = x_t - t v_hat)."""
+        alpha, sigma = (bcast(a, pred.x_t) for a in self.schedule.alpha_sigma(pred.t))
+        y0_hat, _ = to_x0_eps(self.cfg.pred, pred.out, pred.x_t, alpha, sigma, self.schedule.is_rf)
+        return self.to_data(y0_hat)
+
+    def reparameterise(self, mu, logvar, noise=None) -> torch.Tensor:
+        """A draw of the KL latent: z = mu + sigma n, n ~ N(0, I)."""
+        return mu + torch.exp(0.5 * logvar) * (noise or gaussian)(mu)
+
+    def kl(self, mu, logvar) -> torch.Tensor:
+        """Per example: KL(N(mu, sigma^2) || N(0, I)) = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2), divided
+        by the C H W values of an image."""
+        per_value = self.cfg.net.in_channels * self.cfg.net.image_size ** 2
+        return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1) / per_value
+
+    def se_loss(self, x0, z, t, s: int, noise=None) -> torch.Tensor:
+        """L_SE = || x0_hat(Down_s(z)) - Down_s(x_0) ||^2 with the one-step x0_hat at time t (module docstring)."""
+        x0_s, z_s = F.avg_pool2d(x0, s), F.avg_pool2d(z, s)                      # (B, C, H/s, W/s), (B, c, h/s, w/s)
+        alpha, sigma = (bcast(a, x0_s) for a in self.schedule.alpha_sigma(t))
+        x_t = alpha * self.to_diffusion(x0_s) + sigma * (noise or gaussian)(x0_s)
+        y0_hat, _ = self.predict(x_t, t, z_s)
+        return F.mse_loss(self.to_data(y0_hat).float(), x0_s.float())
+
     def posterior(self, x0: torch.Tensor):
         """(mu, logvar) of the latent; logvar is None for a deterministic encoder."""
         h = self.encoder(x0)                                          # (B, z_dim) or (B, c, h, w), x2 with KL
@@ -129,61 +188,17 @@ class DiffusionAutoencoder(nn.Module):
         alpha, sigma = (bcast(a, x_t) for a in self.schedule.alpha_sigma(t))
         return to_x0_eps(self.cfg.pred, self(x_t, t, z), x_t, alpha, sigma, self.schedule.is_rf)
 
-    def kl(self, mu, logvar) -> torch.Tensor:
-        """Per example: KL(N(mu, sigma^2) || N(0, I)) = 1/2 sum(mu^2 + sigma^2 - 1 - log sigma^2), divided
-        by the C H W values of an image."""
-        per_value = self.cfg.net.in_channels * self.cfg.net.image_size ** 2
-        return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1) / per_value
 
-    def loss(self, x0: torch.Tensor, n_phase1: int = 0, extra=None, shard=(0, 1)) -> torch.Tensor:
-        """Mean-squared error of the prediction. The first n_phase1 examples of the batch are in
-        phase 1 (t = 1); the rest in phase 2 (t from the sampler). A batch that straddles the phase
-        switch is split, so the switch happens at exactly phase1_frac * examples.
-        extra(x0_hat, x0, x_t, t) -> scalar: further terms on the one-step estimate of x_0 (LPIPS,
-        adversarial; train.py builds it), added to the loss.
-        shard = (rank, ranks): x0 is this rank's share of a global batch; its t and noise are its slice of
-        the global batch's (distributed.global_draw), so that the run does not depend on the number of ranks."""
-        B = x0.shape[0]
+class Prediction(NamedTuple):
+    """What DiffusionAutoencoder.loss hands the loop for the terms it adds (LPIPS, adversarial)."""
+    out: torch.Tensor       # (B, C, H, W) the network's output (eps, y_0 or v)
+    x_t: torch.Tensor       # (B, C, H, W) its noisy input
+    t: torch.Tensor         # (B,) its times (1 for the phase-1 examples)
 
-        def noise(like):  # N(0, I) for this rank's examples
-            return global_draw(lambda m: torch.randn((m, *like.shape[1:]), device=like.device, dtype=like.dtype),
-                               B, shard)
 
-        t = global_draw(lambda m: sample_t(m, self.cfg.t_sampler, self.cfg.t_mean, self.cfg.t_std, device=x0.device),
-                        B, shard)
-        eps = noise(x0)
-        # BEGIN EXERCISE 4
-        if n_phase1 > 0:
-            t[:n_phase1] = 1.0
-        alpha, sigma = (bcast(a, x0) for a in self.schedule.alpha_sigma(t))
-        y0 = self.to_diffusion(x0)
-        # forward process: x_t = alpha_t y_0 + sigma_t eps  (y_0 = x_0 unless gamma != 1)
-        x_t = alpha * y0 + sigma * eps
-        # END EXERCISE 4
-        target = make_target(self.cfg.pred, y0, eps, alpha, sigma, self.schedule.is_rf)
-        mu, logvar = self.posterior(x0)
-        # reparameterisation (KL latent): z = mu + sigma n, n ~ N(0, I)
-        z = mu if logvar is None else mu + torch.exp(0.5 * logvar) * noise(mu)
-        out = self(x_t, t, z)
-        loss = F.mse_loss(out.float(), target.float())
-        if logvar is not None:
-            loss = loss + self.cfg.kl_weight * self.kl(mu.float(), logvar.float()).mean()
-        if self.cfg.se_weight > 0:
-            s = self.cfg.se_scales[int(torch.randint(len(self.cfg.se_scales), ()))]
-            loss = loss + self.cfg.se_weight * self.se_loss(x0, z, t, s, noise)
-        if extra is not None:
-            # the one-step estimate every recipe's extra terms use (rf: x0_hat = x_t - t v_hat)
-            y0_hat, _ = to_x0_eps(self.cfg.pred, out, x_t, alpha, sigma, self.schedule.is_rf)
-            loss = loss + extra(self.to_data(y0_hat), x0, x_t, t)
-        return loss
-
-    def se_loss(self, x0, z, t, s: int, noise=torch.randn_like) -> torch.Tensor:
-        """L_SE = || x0_hat(Down_s(z)) - Down_s(x_0) ||^2 with the one-step x0_hat at time t (module docstring)."""
-        x0_s, z_s = F.avg_pool2d(x0, s), F.avg_pool2d(z, s)                      # (B, C, H/s, W/s), (B, c, h/s, w/s)
-        alpha, sigma = (bcast(a, x0_s) for a in self.schedule.alpha_sigma(t))
-        x_t = alpha * self.to_diffusion(x0_s) + sigma * noise(x0_s)
-        y0_hat, _ = self.predict(x_t, t, z_s)
-        return F.mse_loss(self.to_data(y0_hat).float(), x0_s.float())
+def gaussian(like: torch.Tensor) -> torch.Tensor:
+    """N(0, I) of like's shape, device and dtype."""
+    return torch.randn(like.shape, device=like.device, dtype=like.dtype)
 
 
 def count_params(model: nn.Module) -> int:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from cli import HelpFormatter, add_source_flags, check_output, load_source, write_all
+from plumbing.cli import HelpFormatter, add_source_flags, check_output, load_source, write_all
 from data import to_float, to_uint8
 from sample import reconstruct
 from spectrum import sharpness

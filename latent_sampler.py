@@ -27,8 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from checkpoint import build_model, load_checkpoint
-from cli import HelpFormatter, check_output, pick_device, write_all
+from plumbing.checkpoint import build_model, load_checkpoint
+from plumbing.cli import HelpFormatter, check_output, write_all
+from plumbing.device import pick_device
 from data import load_images, to_float, to_uint8
 from probe import encode_all
 from sample import ddim_decode

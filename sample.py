@@ -17,7 +17,7 @@ import sys
 
 import torch
 
-from cli import HelpFormatter, add_source_flags, check_output, load_source, write_all
+from plumbing.cli import HelpFormatter, add_source_flags, check_output, load_source, write_all
 from schedules import bcast, time_grid
 
 

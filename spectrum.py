@@ -127,7 +127,7 @@ def npz_report(path: str) -> dict:
 @torch.inference_mode()
 def latent_report(args) -> dict:
     """Spectra of held-out images and of a checkpoint's latent (z = mu for a KL latent)."""
-    from cli import load_source  # only the CLI loads checkpoints: spectrum.py's functions stay dependency-free
+    from plumbing.cli import load_source  # only the CLI loads checkpoints: spectrum.py's functions stay dependency-free
 
     ckpt, model, images = load_source(args)
     device = next(model.parameters()).device
@@ -142,7 +142,7 @@ def latent_report(args) -> dict:
 
 
 def main(argv=None):
-    from cli import HelpFormatter, check_output, write_all
+    from plumbing.cli import HelpFormatter, check_output, write_all
     p = argparse.ArgumentParser(description="Block-DCT spectra (Skorokhodov et al. 2025) and sharpness.",
                                 formatter_class=HelpFormatter)
     p.add_argument("--npz", help="an eval.py --save file: sharpness and spectra of its reconstructions")

@@ -1,43 +1,34 @@
 """Two-phase training of a diffusion autoencoder (Khungurn et al. 2025), one explicit loop.
 
     python train.py --phase1-frac 0.25 --schedule sc4          # the paper's CIFAR-10 run (one GPU)
-    python train.py --preset cpu --data ../shared/data/cifar10-jpeg/train   # ~15 minutes on a CPU
+    python train.py --preset cpu --recipe small --data ../shared/data/cifar10-jpeg/train   # minutes on a CPU
 
 Phase 1 is the first phase1_frac of all training examples (t = 1, a plain autoencoder); phase 2 the
-rest (t ~ U(0, 1) under the chosen schedule). The run folder gets ckpt.pt (see checkpoint.py),
+rest (t ~ U(0, 1) under the chosen schedule). train() reads top to bottom: set-up (flags, run folder,
+model, optimizer, data), then the loop: learning rate, grid and checkpoint, batch, which examples are in
+phase 1, forward, backward, clip, step, EMA, log. The run folder (plumbing/checkpoint.py) gets ckpt.pt,
 log.jsonl (one JSON object per logging interval) and samples/ (reconstruction grids, EMA weights).
 """
 import copy
 import functools
-import json
 import math
-import os
-import signal
 import sys
 import time
 
 import torch
 from tqdm import tqdm
 
-import distributed
-import stream
-from checkpoint import (
-    drop_set_aside,
-    log_lines_up_to,
-    prepare_run_folder,
-    remove_partial_files,
-    save_checkpoint,
-    set_aside,
-    write_log_lines,
-)
-from cli import check_output, optimizer_kwargs, pick_device, pick_precision, use_channels_last
-from cost import estimate_hours
 from dae import DiffusionAutoencoder, count_params
 from data import load_images, to_float
 from discriminator import Discriminator, discriminator_step, generator_loss
-from flags import merge_resume_args, model_config, parse_args, plain_args
 from perceptual import load_lpips
+from plumbing import distributed, stream
+from plumbing.checkpoint import Interrupted, RunFolder, restore, training_state
+from plumbing.cli import check_output
+from plumbing.device import check_run_fits, optimizer_kwargs, pick_device, pick_precision, use_channels_last
+from plumbing.flags import merge_resume_args, model_config, parse_args, plain_args
 from sample import save_grid
+from schedules import sample_t
 
 
 def lr_at(args, examples: int) -> float:
@@ -64,32 +55,15 @@ def phase1_count(examples, B, phase1_examples, mix, shard=(0, 1)) -> int:
     return min(max(n - rank * (B // world), 0), B // world)
 
 
-def train_step(loss_fn, opt, params, ema_params, ema_decay, x0, n_phase1, autocast):
-    """forward -> backward -> clip the gradient norm to 1 -> Adam step -> EMA; returns the loss (no host sync)."""
-    with autocast:
-        loss = loss_fn(x0, n_phase1)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(params, 1.0)
-    opt.step()
-    # EMA: theta_ema <- decay theta_ema + (1 - decay) theta
-    torch._foreach_lerp_(ema_params, params, 1.0 - ema_decay)
-    return loss.detach()
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM during training: a checkpoint was written and the run can be resumed."""
-
-
 def train(args):
+    # ---- set-up: the run folder, the processes, the model, its EMA and optimizer, the data ----
     device = pick_device(args.device)
-    ckpt = prepare_run_folder(args)
-    if ckpt is not None:
-        args = merge_resume_args(args, ckpt["args"])
+    run = RunFolder(args)  # checks --out before any work; run.resumed is the checkpoint to continue, or None
+    if run.resumed is not None:
+        args = merge_resume_args(args, run.resumed["args"])
         device = pick_device(args.device)
-    # torchrun: one process per device (distributed.py); rank 0 writes the run folder
+    # torchrun: one process per device (plumbing/distributed.py); rank 0 writes the run folder
     rank, world, device = distributed.setup(device)
-    main_rank = rank == 0
     if args.batch_size % world:
         raise ValueError(f"--batch-size {args.batch_size} is the global batch: it must split evenly over the "
                          f"{world} processes")
@@ -98,18 +72,12 @@ def train(args):
                          "synchronised); train it in one process")
     precision = pick_precision(args.precision, device)
     lpips = load_lpips(device) if args.lpips_weight > 0 else None  # fails now, not mid-run, when offline
-    ckpt_path, log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
-    check_output(ckpt_path, "--out")
+    check_output(run.ckpt_path, "--out")
     torch.manual_seed(args.seed)
     model = DiffusionAutoencoder(model_config(args)).to(device)
-    if device.type != "cuda" and not args.allow_slow:  # refuse to start a run that would take days
-        gflop, hours = estimate_hours(model, args.image_size, args.examples, device)
-        if hours > 3:
-            raise ValueError(f"this run is {args.examples:,} examples at {gflop:.1f} GFLOP each: about {hours:,.0f} "
-                             f"hours ({hours / 24:.1f} days) on this {device.type}. Use --preset cpu for a ~15-minute "
-                             f"run, a GPU for the paper's run, or --allow-slow to start anyway")
+    check_run_fits(model, args, device)  # refuses a run that would take days on this CPU
     images, why = stream.training_images(args, device, stream.local_world_size())  # in memory, or streamed
-    if main_rank:
+    if rank == 0:
         print(why)
     # the grids show held-out images (CIFAR-10's test split, or the folder's held-out part) when there are any
     has_heldout = args.holdout > 0 or args.data == "cifar10"
@@ -127,179 +95,127 @@ def train(args):
         disc = Discriminator(model.cfg.net.in_channels).to(device)
         # betas (0.5, 0.9): a common GAN setting; epsilon-VAE does not state D's optimizer
         disc_opt = torch.optim.Adam(disc.parameters(), lr=args.lr, betas=(0.5, 0.9))
-    step, elapsed, saved_step = 0, 0.0, None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        ema.load_state_dict(ckpt["ema"])
-        opt.load_state_dict(ckpt["opt"])
-        if disc is not None:
-            disc.load_state_dict(ckpt["disc"])
-            disc_opt.load_state_dict(ckpt["disc_opt"])
-        step, elapsed = ckpt["step"], ckpt["elapsed"]
-        saved_step = step
-        torch.set_rng_state(ckpt["rng"]["cpu"])
-        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    step, elapsed = 0, 0.0
+    if run.resumed is not None:
+        step, elapsed = restore(run.resumed, model, ema, opt, disc, disc_opt, device)
+    run.start(step, args.overwrite, rank == 0)  # from here on the folder changes; Ctrl-C stops cleanly
 
-    # Every check has passed: from here on the run folder changes. Ctrl-C / SIGTERM now stop cleanly
-    # at the end of a step, with a checkpoint.
-    stop = []
-
-    def on_signal(signum, frame):
-        if stop:  # a second Ctrl-C: stop at once
-            raise KeyboardInterrupt
-        stop.append(signal.Signals(signum).name)
-        tqdm.write(f"{stop[0]}: stopping after this step to write a checkpoint (Ctrl-C again to stop at once)")
-
-    handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    aside = None
-    if main_rank:
-        remove_partial_files(args.out)
-        aside = set_aside(args.out) if args.overwrite else None
-        if aside:
-            print(f"--overwrite: the previous run is moved to {aside} and deleted once this run writes its first "
-                  f"checkpoint")
-        os.makedirs(os.path.join(args.out, "samples"), exist_ok=True)
-        write_log_lines(log_path, log_lines_up_to(log_path, step) if ckpt is not None else [])  # later steps are redone
-
-    def checkpoint():
-        nonlocal aside, saved_step
-        if not main_rank:
-            return
-        save_checkpoint(ckpt_path, {
-            "config": model.cfg.to_dict(), "args": plain_args(args), "model": model.state_dict(),
-            "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step, "examples": step * B,
-            "precision": precision, "elapsed": elapsed + time.time() - t_start,
-            **({"disc": disc.state_dict(), "disc_opt": disc_opt.state_dict()} if disc is not None else {}),
-            "rng": {"cpu": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}})
-        drop_set_aside(aside)  # the replacement exists now
-        aside, saved_step = None, step
-
-    def where_checkpoint():
-        if saved_step is None:
-            return "no checkpoint had been written yet" + (f"; the run this one replaced is still in {aside}" if aside else "")
-        return (f"the last checkpoint is {ckpt_path} (step {saved_step:,}); continue with: "
-                f"python train.py --out {args.out} --resume")
-
-    B, N = args.batch_size, len(images)
+    B, N, cfg = args.batch_size, len(images), model.cfg
     b, shard = B // world, (rank, world)  # this process's share of each global batch
     total_steps = math.ceil(args.examples / B)
     phase1_examples = round(args.phase1_frac * args.examples)
     # checkpoints fall on logging steps, so that a resumed run logs the same averages
     ckpt_steps = max(1, args.ckpt_every // B // args.log_every) * args.log_every
     sample_steps = max(1, args.sample_every // B)
-    fake = []  # the batch the decoder just saw, for the discriminator's step
-    adv_on = [False]  # set by the loop (a list, so that a compiled loss sees two cases, not every step)
-
-    def extra(x0_hat, x0, x_t, t):
-        """Terms on the one-step estimate of x_0: LPIPS (epsilon-VAE, DGAE), adversarial (epsilon-VAE)."""
-        total = torch.zeros((), device=x0.device)
-        if lpips is not None:
-            total = total + args.lpips_weight * lpips(x0_hat, x0).mean()
-        if disc is not None:
-            fake[:] = [x0_hat, x0, x_t, t]
-            if adv_on[0]:
-                total = total + args.adv_weight * generator_loss(disc, x0_hat, x_t, t)
-        return total
-    uses_extra = lpips is not None or disc is not None
-    loss_fn = functools.partial(model.loss, extra=extra if uses_extra else None, shard=shard)
+    loss_fn = model.loss
     if world > 1:  # DDP averages the gradients over the processes during backward
         loss_fn = torch.nn.parallel.DistributedDataParallel(
-            distributed.LossModule(model, extra=extra if uses_extra else None, shard=shard),
-            device_ids=[device] if device.type == "cuda" else None, gradient_as_bucket_view=True)
+            distributed.LossModule(model), device_ids=[device] if device.type == "cuda" else None,
+            gradient_as_bucket_view=True)
     loss_fn = torch.compile(loss_fn) if args.compile else loss_fn
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    noise = functools.partial(distributed.global_randn, shard=shard)  # the KL and SE terms' N(0, I)
     params, ema_params = list(model.parameters()), list(ema.parameters())
     loss_sum = torch.zeros((), device=device)
-    first_bad = torch.full((), -1, device=device, dtype=torch.long)
-    if main_rank:
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)  # the first non-finite step (no host sync)
+    if rank == 0:
         print(f"{count_params(model):,} parameters; {N:,} training images; {args.examples:,} examples "
               f"({phase1_examples:,} in phase 1); device {device}, {precision}; run folder {args.out}"
               + (f"; {world} processes of {b} examples per batch" if world > 1 else ""))
     bar = tqdm(total=total_steps * B, initial=step * B, unit="img", unit_scale=True, dynamic_ncols=True,
-               disable=not main_rank)
+               disable=rank != 0)
     t_start = t_log = time.time()
     start_step = logged_step = step
-
-    def log(lr):
-        """One log line: the means over the steps since the last line (a resumed run's first line
-        covers only the steps it ran). Stops the run if a loss was non-finite."""
-        nonlocal t_log, loss_sum, logged_step
-        n_steps, now = step - logged_step, time.time()
-        record = {"step": step, "examples": step * B, "phase": 1 if step * B <= phase1_examples else 2,
-                  "loss": distributed.mean_over_ranks(loss_sum, world).item() / n_steps, "examples_per_s": n_steps * B / (now - t_log),
-                  "lr": lr, "time": elapsed + now - t_start}
-        t_log, loss_sum, logged_step = now, torch.zeros((), device=device), step
-        bad = first_bad.item()
-        if bad >= 0:
-            record = {"step": bad + 1, "event": "non-finite loss", "examples": (bad + 1) * B}
-        if main_rank:
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        if bad >= 0:
-            bar.close()
-            raise ValueError(f"the loss became non-finite at step {bad + 1} (examples {(bad + 1) * B:,}); "
-                             f"stopped: {where_checkpoint()}. Try a lower --lr")
-        bar.set_postfix(phase=record["phase"], loss=f"{record['loss']:.4f}")
-
-    def stopping() -> bool:
-        """A signal stops every process at the same step: they agree at each logging step."""
-        if world == 1:
-            return bool(stop)
-        return step % args.log_every == 0 and distributed.any_rank(bool(stop), world, device)
-
-    stopped = False
     batches = images.batches(B, args.seed, step, total_steps, shard)  # this process's share of each global batch
+    stopped = False
+
+    # ---- the loop: one step per global batch ----
     try:
-        while step < total_steps and not (stopped := stopping()):
+        while step < total_steps:
             examples = step * B
             lr = lr_at(args, examples)
             for group in opt.param_groups:
                 group["lr"] = lr
-            if step > start_step and step % sample_steps == 0 and main_rank:
-                save_grid(ema, x_show, os.path.join(args.out, "samples", f"recon_{examples:010d}.png"))
+            if step > start_step and step % sample_steps == 0 and rank == 0:
+                save_grid(ema, x_show, run.grid_path(examples))
             if step > start_step and step % ckpt_steps == 0 and first_bad.item() < 0:
-                checkpoint()
+                run.save(training_state(plain_args(args), model, ema, opt, disc, disc_opt, step, B, precision,
+                                        elapsed + time.time() - t_start, device))
 
-            x0 = to_float(next(batches))                                             # (b, 3, H, W)
-            # this process's slice of the global batch's flips
-            flip = distributed.global_draw(lambda m: torch.rand(m, 1, 1, 1, device=device) < 0.5, b, shard)
-            x0 = torch.where(flip, x0.flip(3), x0)
-            x0 = x0.contiguous(memory_format=memory_format)
+            # the batch, flipped left-right at random
+            x0 = to_float(next(batches))                                                 # (b, 3, H, W)
+            flip = distributed.global_draw(torch.rand, (b, 1, 1, 1), shard, device=device) < 0.5
+            x0 = torch.where(flip, x0.flip(3), x0).contiguous(memory_format=memory_format)
+            # which examples are in phase 1 (t = 1): the global batch's first ones while phase 1 lasts
             n_phase1 = phase1_count(examples, B, phase1_examples, args.phase1_mix, shard)
-            adv_on[0] = disc is not None and examples >= args.adv_start
             if args.switch_reset_adam and 0 < phase1_examples and examples <= phase1_examples < examples + B:
                 opt.state.clear()  # the first step with phase-2 examples: Adam's moments start afresh
-            # EMA warm-up: early weights are noise, so average over at most the steps seen so far
+
+            # forward: the paper's loss (dae.py) on this process's slice of the global batch's t and eps
+            with autocast:
+                t = distributed.global_draw(sample_t, b, shard, cfg.t_sampler, cfg.t_mean, cfg.t_std, device=device)
+                eps = distributed.global_randn(x0, shard)                               # (b, 3, H, W)
+                loss, pred = loss_fn(x0, n_phase1, t, eps, noise)
+                # terms on the one-step estimate x0_hat: LPIPS (epsilon-VAE, DGAE), adversarial (epsilon-VAE)
+                x0_hat = model.one_step_x0(pred) if lpips is not None or disc is not None else None
+                terms = []
+                if lpips is not None:
+                    terms.append(args.lpips_weight * lpips(x0_hat, x0).mean())
+                if disc is not None and examples >= args.adv_start:
+                    terms.append(args.adv_weight * generator_loss(disc, x0_hat, pred.x_t, pred.t))
+                if terms:
+                    loss = loss + sum(terms)
+            # backward, clip the gradient norm to 1 (DiffAE), Adam step
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            # EMA: theta_ema <- decay theta_ema + (1 - decay) theta. Early weights are noise, so at first the
+            # decay averages over at most the steps seen so far (our departure from DiffAE's fixed 0.9999)
             ema_decay = min(args.ema_decay, (1 + step) / (10 + step))
-            loss = train_step(loss_fn, opt, params, ema_params, ema_decay, x0, n_phase1, autocast)
-            if disc is not None:
-                discriminator_step(disc, disc_opt, *fake, args.r1_weight)
+            torch._foreach_lerp_(ema_params, params, 1.0 - ema_decay)
+            if disc is not None:  # epsilon-VAE's discriminator: one step on the batch the decoder just saw
+                discriminator_step(disc, disc_opt, x0_hat, x0, pred.x_t, pred.t, args.r1_weight)
+            loss = loss.detach()
             first_bad = torch.where(torch.isfinite(loss) | (first_bad >= 0), first_bad, step)
             loss_sum += loss
             step += 1
             bar.update(B)
-            if step % args.log_every == 0 or step == total_steps:
-                log(lr)
-        stopped = stopped or (world == 1 and bool(stop))
-        if stopped and step > logged_step:
-            log(lr)  # the partial interval, so that every step is in the log once
+
+            # log: the means since the last line (a resumed run's first line covers only the steps it ran)
+            stopped = step < total_steps and distributed.agree_to_stop(run.signal is not None, step, args.log_every,
+                                                                       world, device)
+            if step % args.log_every == 0 or step == total_steps or stopped:
+                now, n_steps = time.time(), step - logged_step
+                record = {"step": step, "examples": step * B, "phase": 1 if step * B <= phase1_examples else 2,
+                          "loss": distributed.mean_over_ranks(loss_sum, world).item() / n_steps,
+                          "examples_per_s": n_steps * B / (now - t_log), "lr": lr, "time": elapsed + now - t_start}
+                if first_bad.item() >= 0:  # the run stops, and its last checkpoint is the last finite one
+                    bad = first_bad.item() + 1
+                    run.log({"step": bad, "event": "non-finite loss", "examples": bad * B})
+                    raise ValueError(f"the loss became non-finite at step {bad} (examples {bad * B:,}); "
+                                     f"stopped: {run.where()}. Try a lower --lr")
+                run.log(record)
+                bar.set_postfix(phase=record["phase"], loss=f"{record['loss']:.4f}")
+                t_log, loss_sum, logged_step = now, torch.zeros((), device=device), step
+            if stopped:
+                break
+        stopped = stopped or (world == 1 and run.signal is not None)
         bar.close()
-        checkpoint()
-        if not stopped and main_rank:
-            save_grid(ema, x_show, os.path.join(args.out, "samples", f"recon_{step * B:010d}.png"))
+        run.save(training_state(plain_args(args), model, ema, opt, disc, disc_opt, step, B, precision,
+                                elapsed + time.time() - t_start, device))
+        if not stopped and rank == 0:
+            save_grid(ema, x_show, run.grid_path(step * B))
     except KeyboardInterrupt:  # the second Ctrl-C
-        bar.close()
-        raise Interrupted(f"stopped at once at step {step:,}: {where_checkpoint()}") from None
+        raise Interrupted(f"stopped at once at step {step:,}: {run.where()}") from None
     finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+        bar.close()
+        run.close()
     if stopped:
-        raise Interrupted(f"{stop[0] if stop else 'a signal to another process'}: stopped at step {step:,} ({step * B:,} of {args.examples:,} examples): "
-                          f"{where_checkpoint()}")
-    if main_rank:
-        print(f"done: {step * B:,} examples in {elapsed + time.time() - t_start:.0f} s; checkpoint {ckpt_path}")
+        raise Interrupted(f"{run.signal or 'a signal to another process'}: stopped at step {step:,} "
+                          f"({step * B:,} of {args.examples:,} examples): {run.where()}")
+    if rank == 0:
+        print(f"done: {step * B:,} examples in {elapsed + time.time() - t_start:.0f} s; checkpoint {run.ckpt_path}")
 
 
 def main(argv=None):

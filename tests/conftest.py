@@ -48,9 +48,12 @@ def image_folder(tmp_path_factory):
 
 
 def run_cli(script, *args, timeout=300):
-    """Run one of the repo's CLIs in a subprocess: (returncode, stdout, stderr)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    p = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], capture_output=True, text=True,
+    """Run one of the repo's CLIs in a subprocess from the repo root, as README says: `python train.py`,
+    `python -m tools.bench` for a tool. (returncode, stdout, stderr)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # as a user runs it: no path help
+    env["OMP_NUM_THREADS"] = "1"
+    command = ["-m", script[:-3].replace("/", ".")] if script.startswith("tools/") else [os.path.join(ROOT, script)]
+    p = subprocess.run([sys.executable, *command, *args], capture_output=True, text=True,
                        timeout=timeout, env=env, cwd=ROOT)
     return p.returncode, p.stdout, p.stderr
 

@@ -3,14 +3,12 @@ writes whether the ranks' EMA weights are identical and their noise differs (arg
 import copy
 import json
 import sys
-from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
 
-import distributed
+from plumbing import distributed
 from dae import DAEConfig, DiffusionAutoencoder
-from train import train_step
 from unet import UNetConfig
 
 rank, world, device = distributed.setup(torch.device("cpu"))
@@ -21,11 +19,16 @@ model = DiffusionAutoencoder(DAEConfig(net=net))
 ema = copy.deepcopy(model).requires_grad_(False)
 seen = []
 model.decoder.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0].detach().clone()))  # x_t
-loss_fn = torch.nn.parallel.DistributedDataParallel(distributed.LossModule(model, shard=(rank, world)))
+loss_fn = torch.nn.parallel.DistributedDataParallel(distributed.LossModule(model))
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 x0 = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1  # the same images on every rank
-for step in range(3):
-    train_step(loss_fn, opt, list(model.parameters()), list(ema.parameters()), 0.9, x0, 0, nullcontext())
+for step in range(3):  # train.py's step: each rank its slice of the global batch's t and eps
+    t = distributed.global_draw(torch.rand, 4, (rank, world))
+    loss, _ = loss_fn(x0, 0, t, distributed.global_randn(x0, (rank, world)))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 0.1)
 ema_flat = torch.cat([p.flatten() for p in ema.parameters()])
 gathered = [None] * world
 dist.all_gather_object(gathered, (ema_flat, seen[0]))

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-import make_assignment as ma
+from tools import make_assignment as ma
 from conftest import ROOT
 
 # the test files that hold exercise tests: the graded run collects only these (the same selection, faster)
@@ -63,7 +63,7 @@ def test_student_copy_holds_stubs_and_no_solution(tmp_path, capsys):
                 if len(line.strip()) > 12 and line.strip() not in outside:  # a line of the solution alone
                     assert line.strip() not in student, f"exercise {k}'s solution line left in: {line.strip()}"
     assert open(out / "README.md").read().startswith("# Assignment")
-    assert not (out / "make_assignment.py").exists() and not (out / "tests/test_assignment.py").exists()
+    assert not (out / "tools/make_assignment.py").exists() and not (out / "tests/test_assignment.py").exists()
     # an existing folder is never written into; an unknown exercise is one sentence
     with pytest.raises(SystemExit, match="not an empty folder"):
         ma.main(["--out", str(out)])

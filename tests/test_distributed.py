@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-import distributed
+from plumbing import distributed
 from conftest import ROOT, TINY_FLAGS, kill_midway, run_cli
 
 
@@ -23,11 +23,13 @@ def read_log(out):
 
 
 def test_global_draw_slices_one_draw_of_the_whole_batch():
-    draw = lambda m: torch.randn(m, 3, generator=torch.Generator().manual_seed(0))  # noqa: E731
-    whole = draw(8)
-    parts = [distributed.global_draw(draw, 4, (r, 2)) for r in range(2)]
+    draw = lambda shape: torch.randn(shape, generator=torch.Generator().manual_seed(0))  # noqa: E731
+    whole = draw((8, 3))
+    parts = [distributed.global_draw(draw, (4, 3), (r, 2)) for r in range(2)]
     assert torch.equal(torch.cat(parts), whole) and not torch.equal(parts[0], parts[1])
-    assert torch.equal(distributed.global_draw(draw, 8), whole)
+    assert torch.equal(distributed.global_draw(draw, (8, 3)), whole)
+    ints = [distributed.global_draw(torch.arange, 3, (r, 2)) for r in range(2)]  # an int n: sample(world n)
+    assert ints[0].tolist() == [0, 1, 2] and ints[1].tolist() == [3, 4, 5]
 
 
 def test_ranks_keep_identical_ema_and_draw_different_noise(tmp_path):

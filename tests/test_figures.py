@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-import figures
+from tools import figures
 
 
 def test_schedule_and_curve_figures(tmp_path):

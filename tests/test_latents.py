@@ -56,7 +56,7 @@ def test_kl_term_is_the_closed_form(latent):
     for w in (2.0, 1.0):
         m.cfg.kl_weight = w
         torch.manual_seed(5)
-        losses.append(m.loss(x, 1))
+        losses.append(m.loss(x, 1)[0])
     torch.testing.assert_close(losses[0] - losses[1], expected.mean())
 
 
@@ -66,9 +66,9 @@ def test_gamma_one_is_the_unscaled_model():
     z = a.encode(x)
     assert torch.equal(a.predict(x, t, z)[0], b.predict(x, t, z)[0])
     torch.manual_seed(1)
-    la = a.loss(x)
+    la, _ = a.loss(x)
     torch.manual_seed(1)
-    assert torch.equal(la, b.loss(x))
+    assert torch.equal(la, b.loss(x)[0])
 
 
 @pytest.mark.parametrize("gamma", [0.3, 0.6, 1.7])
@@ -153,23 +153,19 @@ def test_spatial_latent_with_a_z_map_is_refused(image_folder, tmp_path):
     assert code != 0 and "--z-map-channels 0" in err and "Traceback" not in err
 
 
-def test_one_step_estimate_reaches_the_extra_terms():
-    """dae.loss hands extra terms the one-step x0_hat; for rectified flow x0_hat = x_t - t v_hat."""
+def test_loss_hands_the_loop_the_one_step_estimate():
+    """dae.loss returns, for the loop's LPIPS and adversarial terms, the network's output, its input x_t and
+    t; one_step_x0 makes x0_hat of them (rectified flow: x_t - t v_hat). Given t and eps, the loss uses them."""
     m = perturbed(model(schedule="rf", pred="v"))
     x0 = torch.rand(3, 3, 16, 16) * 2 - 1
-    seen = {}
-
-    def extra(x0_hat, x0_, x_t, t):
-        seen.update(x0_hat=x0_hat, x_t=x_t, t=t)
-        return x0_hat.sum() * 0 + 0.25
-    torch.manual_seed(2)
-    with_extra = m.loss(x0, 1, extra)
-    torch.manual_seed(2)
-    assert with_extra.item() == pytest.approx(m.loss(x0, 1).item() + 0.25)
-    t = seen["t"]
-    assert t[0] == 1.0  # the phase-1 example
-    v_hat = m(seen["x_t"], t, m.encode(x0))
-    torch.testing.assert_close(seen["x0_hat"], seen["x_t"] - t.view(-1, 1, 1, 1) * v_hat)
+    t, eps = torch.tensor([0.3, 0.6, 0.9]), torch.randn(3, 3, 16, 16)
+    loss, pred = m.loss(x0, 1, t.clone(), eps)
+    assert pred.t.tolist() == pytest.approx([1.0, 0.6, 0.9])  # the phase-1 example at t = 1
+    torch.testing.assert_close(pred.x_t, (1 - pred.t.view(-1, 1, 1, 1)) * x0 + pred.t.view(-1, 1, 1, 1) * eps)
+    v_hat = m(pred.x_t, pred.t, m.encode(x0))
+    torch.testing.assert_close(pred.out, v_hat)
+    torch.testing.assert_close(m.one_step_x0(pred), pred.x_t - pred.t.view(-1, 1, 1, 1) * v_hat)
+    torch.testing.assert_close(loss, ((v_hat - (eps - x0)) ** 2).mean())  # rf's target v = eps - x_0
 
 
 def test_lpips_flag_without_the_package_is_one_sentence(image_folder, tmp_path, monkeypatch):
@@ -200,8 +196,8 @@ def test_lpips_wiring_offline_with_a_random_backbone(monkeypatch):
 
 def test_recipe_small_is_the_spatial_suites_measured_run():
     """README quotes the spatial suite's c8-sc1 numbers for `--preset cpu --recipe small`: the same run."""
-    from experiments import SUITES
-    from flags import parse_args, plain_args
+    from tools.experiments import SUITES
+    from plumbing.flags import parse_args, plain_args
 
     flags = SUITES["spatial"]["c8-sc1"][0]
     measured, small = (plain_args(parse_args(["--preset", "cpu", *f])) for f in (flags, ["--recipe", "small"]))

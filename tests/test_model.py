@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from checkpoint import build_model, load_checkpoint, save_checkpoint
+from plumbing.checkpoint import build_model, load_checkpoint, save_checkpoint
 from dae import DAEConfig, DiffusionAutoencoder, count_params
 from unet import UNetConfig
 
@@ -46,12 +46,12 @@ def test_output_conv_zero_initialised():
 @pytest.mark.exercise4
 def test_paper_network_size_and_one_step():
     """The paper preset: DDPM's CIFAR-10 UNet (35.7M) as decoder + its down path as encoder."""
-    import flags
+    from plumbing import flags
     args = flags.parse_args(["--preset", "paper"])
     m = DiffusionAutoencoder(flags.model_config(args))
     assert count_params(m.decoder) == 40_868_099 and count_params(m) == 52_901_251
     opt = torch.optim.Adam(m.parameters(), lr=1e-4)
-    loss = m.loss(torch.rand(2, 3, 32, 32) * 2 - 1, n_phase1=1)
+    loss, _ = m.loss(torch.rand(2, 3, 32, 32) * 2 - 1, n_phase1=1)
     loss.backward()
     opt.step()
     assert torch.isfinite(loss) and all(torch.isfinite(p).all() for p in m.parameters())
@@ -84,7 +84,7 @@ def test_phase1_v_loss_is_autoencoder_loss():
     m = tiny()
     x0 = torch.rand(4, 3, 16, 16) * 2 - 1
     torch.manual_seed(1)
-    loss = m.loss(x0, n_phase1=4)
+    loss, _ = m.loss(x0, n_phase1=4)
     torch.manual_seed(1)
     torch.rand(4)  # the t draw inside loss()
     eps = torch.randn_like(x0)
@@ -98,7 +98,7 @@ def test_tiny_model_overfits_a_batch():
     opt = torch.optim.Adam(m.parameters(), lr=2e-3)
     losses = []
     for _ in range(150):
-        loss = m.loss(x0, n_phase1=8)  # phase 1: a plain autoencoder, deterministic target -x_0
+        loss, _ = m.loss(x0, n_phase1=8)  # phase 1: a plain autoencoder, deterministic target -x_0
         opt.zero_grad()
         loss.backward()
         opt.step()

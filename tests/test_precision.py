@@ -6,10 +6,9 @@ import os
 import pytest
 import torch
 
-import bench
-import cli
-import flags as train_flags
-import train
+from plumbing import device as cli
+from plumbing import flags as train_flags
+from tools import bench
 from conftest import TINY_FLAGS, run_cli
 from test_model import perturbed, tiny
 
@@ -42,7 +41,7 @@ def test_amp_is_precision_bf16_and_old_checkpoints_resume():
 
 
 def cuda_step(precision):
-    """One train_step with what train.py uses on CUDA (fused Adam, channels_last), run on the CPU."""
+    """One training step with what train.py uses on CUDA (fused Adam, channels_last), run on the CPU."""
     assert cli.use_channels_last(CUDA) and cli.optimizer_kwargs(CUDA) == {"fused": True}
     torch.manual_seed(0)
     m = perturbed(tiny()).to(memory_format=torch.channels_last)
@@ -52,8 +51,14 @@ def cuda_step(precision):
     x0 = (torch.rand(4, 3, 16, 16) * 2 - 1).contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     torch.manual_seed(1)
-    loss = train.train_step(m.loss, opt, params, ema_params, 0.9, x0, 2, autocast)
-    return loss, m, ema, opt
+    with autocast:
+        loss, _ = m.loss(x0, 2)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    torch._foreach_lerp_(ema_params, params, 0.1)
+    return loss.detach(), m, ema, opt
 
 
 def test_cuda_switches_run_on_cpu_and_bf16_keeps_fp32_state():

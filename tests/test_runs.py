@@ -11,9 +11,9 @@ import time
 import pytest
 import torch
 
-import flags as train_flags
+from plumbing import flags as train_flags
 import train
-from checkpoint import save_checkpoint
+from plumbing.checkpoint import save_checkpoint
 from conftest import ROOT, TINY_FLAGS, exits_with, run_cli
 
 

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_FLAGS, run_cli
-from flags import parse_args
+from plumbing.flags import parse_args
 from test_latents import model
 from test_model import perturbed
 
@@ -36,7 +36,7 @@ def test_se_term_enters_the_loss_and_trains_the_encoder():
     for w in (0.0, 5.0):
         m = perturbed(model(latent="spatial", latent_channels=3, latent_down=4, se_weight=w, se_scales=(2, 4)))
         torch.manual_seed(1)  # the same t and noise for the main term
-        loss = m.loss(x0)
+        loss, _ = m.loss(x0)
         loss.backward()
         losses.append(loss.item())
         grads.append(m.encoder.head.weight.grad.clone())

@@ -16,9 +16,9 @@ if [ "$stage" = tests ]; then
   # The whole suite with a GPU present: --device auto picks cuda, so the training tests run on it.
   # 8 workers x 2 threads: 8 x 16 threads on 16 cores oversubscribes the CPU and stalls the suite.
   OMP_NUM_THREADS=2 timeout 330 python3 -m pytest -q -n 8 -p no:benchmark 2>&1 | tee "$out/pytest-cuda.log" | tail -15
-  python3 bench.py --preset paper --batch-size 128 --steps 20 --json "$out/bench-paper-cuda.json" > /dev/null
-  python3 bench.py --preset cpu --batch-size 32 --steps 20 --json "$out/bench-cpu-cuda.json" > /dev/null
-  python3 bench.py --table "$out"/bench-*.json
+  python3 -m tools.bench --preset paper --batch-size 128 --steps 20 --json "$out/bench-paper-cuda.json" > /dev/null
+  python3 -m tools.bench --preset cpu --batch-size 32 --steps 20 --json "$out/bench-cpu-cuda.json" > /dev/null
+  python3 -m tools.bench --table "$out"/bench-*.json
 elif [ "$stage" = train ]; then
   data=$3
   # torchrun with one rank: the NCCL process group and DDP on one GPU, then eval of what it wrote.
@@ -35,6 +35,6 @@ elif [ "$stage" = train ]; then
     python3 eval.py --ckpt /tmp/paper/ckpt.pt --weights $w --data "$data" --n 1000 --steps 1,10,50 \
       --json "$out/paper-short-$w.json" | tail -3
   done
-  timeout 150 python3 bench.py --preset paper --batch-size 128 --steps 20 --compile \
-    --json "$out/bench-paper-cuda-compile.json" > /dev/null && python3 bench.py --table "$out"/bench-*.json
+  timeout 150 python3 -m tools.bench --preset paper --batch-size 128 --steps 20 --compile \
+    --json "$out/bench-paper-cuda-compile.json" > /dev/null && python3 -m tools.bench --table "$out"/bench-*.json
 fi

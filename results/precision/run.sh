@@ -8,7 +8,7 @@ data=${1:?usage: bash results/precision/run.sh DATA_FOLDER}
 cd "$(dirname "$0")/../.."
 run() {  # name, then experiments.py flags
     local name=$1; shift
-    python experiments.py --data "$data" --only 4-sc4-v-2phase --results "results/precision/$name" \
+    python -m tools.experiments --data "$data" --only 4-sc4-v-2phase --results "results/precision/$name" \
         --runs "runs/precision/$name" "$@"
 }
 run fp32 --precision fp32

@@ -40,11 +40,27 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def global_draw(sample, n: int, shard=(0, 1)):
-    """This rank's n of `sample(n * world)`: every rank draws for the whole global batch and keeps its
-    slice (module docstring). shard = (rank, world); (0, 1) is exactly `sample(n)`."""
+def global_draw(sample, shape, shard=(0, 1), *args, **kwargs):
+    """This rank's slice of one draw for the whole global batch (module docstring): sample(m, ...) or
+    sample((m, *shape[1:]), ...) with m = world x n, then rows rank n .. (rank + 1) n - 1, where n is shape
+    (an int) or shape[0]. shard = (rank, world); (0, 1) is exactly sample(shape, ...)."""
     rank, world = shard
-    return sample(n * world)[rank * n:(rank + 1) * n]
+    n = shape if isinstance(shape, int) else shape[0]
+    whole = n * world if isinstance(shape, int) else (n * world, *shape[1:])
+    return sample(whole, *args, **kwargs)[rank * n:(rank + 1) * n]
+
+
+def global_randn(like: torch.Tensor, shard=(0, 1)) -> torch.Tensor:
+    """N(0, I) shaped like `like` (this rank's examples): its slice of the global batch's draw."""
+    return global_draw(torch.randn, like.shape, shard, device=like.device, dtype=like.dtype)
+
+
+def agree_to_stop(signalled: bool, step: int, every: int, world: int, device) -> bool:
+    """Whether to stop after this step: at once in one process; with several, every rank stops at the same
+    logging step if any of them got a signal."""
+    if world == 1:
+        return signalled
+    return step % every == 0 and any_rank(signalled, world, device)
 
 
 def mean_over_ranks(x: torch.Tensor, world: int) -> torch.Tensor:
@@ -69,9 +85,9 @@ class LossModule(nn.Module):
     """DDP synchronises gradients of what runs through a module's forward: this forward is the
     model's training loss, so that DDP can wrap it."""
 
-    def __init__(self, model, **loss_kwargs):
+    def __init__(self, model):
         super().__init__()
-        self.model, self.loss_kwargs = model, loss_kwargs
+        self.model = model
 
-    def forward(self, x0, n_phase1):
-        return self.model.loss(x0, n_phase1, **self.loss_kwargs)
+    def forward(self, *args, **kwargs):
+        return self.model.loss(*args, **kwargs)

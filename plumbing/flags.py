@@ -6,7 +6,7 @@ which flags were typed, so that a resumed run takes every other flag from its ch
 import argparse
 import math
 
-from cli import HelpFormatter, same_data
+from plumbing.cli import HelpFormatter, same_data
 from dae import DAEConfig, check_se
 from schedules import Schedule
 from unet import UNetConfig

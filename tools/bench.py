@@ -3,8 +3,8 @@ and in bf16 autocast side by side, and this machine's matrix-product rate in eac
 same run, so that utilisation = FLOPs per image x images/s / matmul rate is a ratio that means
 something. The JSON records the CPU model and whether it computes bf16 natively.
 
-    python bench.py --preset cpu --json results/bench-cpu.json
-    python bench.py --table results/bench-*.json      # the README's table
+    python -m tools.bench --preset cpu --json results/bench-cpu.json
+    python -m tools.bench --table results/bench-*.json      # the README's table
 """
 import argparse
 import copy
@@ -15,12 +15,11 @@ import time
 
 import torch
 
-import flags
-import train
-from cli import (HelpFormatter, check_output, native_bf16, optimizer_kwargs, pick_device, pick_precision,
-                 use_channels_last, write_all)
-from cost import device_model, matmul_gflops, sync, train_flops_per_image
 from dae import DiffusionAutoencoder, count_params
+from plumbing import flags
+from plumbing.cli import HelpFormatter, check_output, write_all
+from plumbing.device import (device_model, matmul_gflops, native_bf16, optimizer_kwargs, pick_device, pick_precision,
+                             sync, train_flops_per_image, use_channels_last)
 from sample import ddim_step
 
 
@@ -94,7 +93,13 @@ def time_precision(model, ema, opt, x0, dtype, args, device) -> dict:
         if i == 2:
             sync(device)
             t0 = time.perf_counter()
-        train.train_step(loss_fn, opt, params, ema_params, 0.999, x0, n_phase1, autocast)
+        with autocast:  # train.py's step: forward, backward, clip, Adam, EMA
+            loss, _ = loss_fn(x0, n_phase1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        torch._foreach_lerp_(ema_params, params, 0.001)
     sync(device)
     train_ips = args.batch_size * args.steps / (time.perf_counter() - t0)
     z = ema.encode(x0)

@@ -1,14 +1,16 @@
-"""Command-line plumbing shared by the scripts (train, sample, eval, bench, experiments, figures).
+"""Command-line plumbing shared by the scripts (train, sample, eval, probe, the tools).
 
-Nothing here is part of the method: it is how a script picks its device, loads a checkpoint with
-its images, checks the files it will write before the long work starts, and writes them so that
-a failure leaves either all of them or none (never a JSON beside a missing .npz).
+Nothing here is part of the method: it is how a script loads a checkpoint with its images, checks
+the files it will write before the long work starts, and writes them so that a failure leaves
+either all of them or none (never a JSON beside a missing .npz).
 """
 import argparse
 import os
 import tempfile
 
-import torch
+from data import load_images
+from plumbing.checkpoint import build_model, load_checkpoint
+from plumbing.device import pick_device
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -18,55 +20,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         if action.default is None or action.default is False or "default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
-
-
-def pick_device(name: str) -> torch.device:
-    """--device auto picks cuda, then mps, then cpu; anything else must exist on this machine."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()) or (index and kind != "cuda"):
-        raise ValueError(f"--device {name!r} is not a device: choose auto, cpu, cuda, cuda:N or mps")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name} was asked for, but no CUDA GPU is available here")
-        if index and int(index) >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
-                             f"numbered from 0")
-    if kind == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps was asked for, but this PyTorch build or machine has no MPS")
-    return torch.device(name)
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes bf16 in hardware: an Ampere or later GPU, or a CPU with
-    AVX-512 BF16 or AMX tiles. Without them a CPU converts bf16 in software: not measured here, so
-    --precision auto keeps fp32 there."""
-    if device.type == "cuda":  # compute capability 8 (Ampere) and later; ROCm GPUs all have it
-        return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
-    if device.type == "cpu":
-        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's own probes
-        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-    return False
-
-
-def pick_precision(name: str, device: torch.device) -> str:
-    """--precision auto is bf16 where the device has it natively (measured faster: README, Speed), else
-    fp32. bf16 is autocast: the weights, the loss, the EMA and Adam's state stay fp32."""
-    if name == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    if name == "bf16" and device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--precision bf16 runs on cpu and cuda, not on {device.type}: use --precision fp32")
-    return name
-
-
-def use_channels_last(device) -> bool:
-    """channels_last (NHWC) suits cuDNN; on CPU it measured slower here (results/bench-*.json)."""
-    return device.type == "cuda"
-
-
-def optimizer_kwargs(device) -> dict:
-    return {"fused": True} if device.type == "cuda" else {"foreach": True}
 
 
 def check_output(path: str, flag: str) -> None:
@@ -148,8 +101,6 @@ def load_source(args):
     """(checkpoint, model on its device, the first --n uint8 images) from add_source_flags' flags.
     Refuses what would give a wrong figure: more images than the split holds, or a held-out split
     larger than the one the checkpoint was trained without."""
-    from checkpoint import build_model, load_checkpoint
-    from data import load_images
     if args.n < 1:
         raise ValueError(f"--n must be positive, got {args.n}")
     if isinstance(args.steps, int) and args.steps < 1:

@@ -12,15 +12,20 @@ torch.load(path, weights_only=True, map_location='cpu').
 A run folder holds ckpt.pt, log.jsonl and samples/. `train.py --overwrite` never deletes a run
 before its replacement exists: the old run is moved into RUN/replaced-XXXX/ once the new run has
 passed every check, and that folder is deleted when the new run writes its first checkpoint.
+RunFolder is that life cycle, as train.py calls it: checks before any work, start (signals, set-aside,
+the log of a resumed run cut back to its checkpoint), log lines, checkpoints, and the sentence that
+says where the last checkpoint is when a run stops.
 """
 import errno
 import glob
 import json
 import os
 import shutil
+import signal
 import tempfile
 
 import torch
+from tqdm import tqdm
 
 from dae import DAEConfig, DiffusionAutoencoder
 
@@ -46,6 +51,31 @@ def save_checkpoint(path: str, ckpt: dict) -> None:
             "No space left" in str(e) else (getattr(e, "strerror", None) or str(e).splitlines()[0])
         raise OSError(f"could not write checkpoint {path}: {reason} (in {os.path.dirname(os.path.abspath(path))}); "
                       f"{kept}") from None
+
+
+def training_state(args: dict, model, ema, opt, disc, disc_opt, step: int, batch_size: int, precision: str,
+                   elapsed: float, device) -> dict:
+    """What a checkpoint holds to rebuild the model and to continue exactly (module docstring)."""
+    return {"config": model.cfg.to_dict(), "args": args, "model": model.state_dict(), "ema": ema.state_dict(),
+            "opt": opt.state_dict(), "step": step, "examples": step * batch_size, "precision": precision,
+            "elapsed": elapsed,
+            **({"disc": disc.state_dict(), "disc_opt": disc_opt.state_dict()} if disc is not None else {}),
+            "rng": {"cpu": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}}
+
+
+def restore(ckpt: dict, model, ema, opt, disc, disc_opt, device) -> tuple:
+    """Load training_state's weights, optimizer states and RNG states; (step, elapsed seconds)."""
+    model.load_state_dict(ckpt["model"])
+    ema.load_state_dict(ckpt["ema"])
+    opt.load_state_dict(ckpt["opt"])
+    if disc is not None:
+        disc.load_state_dict(ckpt["disc"])
+        disc_opt.load_state_dict(ckpt["disc_opt"])
+    torch.set_rng_state(ckpt["rng"]["cpu"])
+    if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+    return ckpt["step"], ckpt["elapsed"]
 
 
 def load_checkpoint(path: str) -> dict:
@@ -150,3 +180,70 @@ def prepare_run_folder(args):
             raise ValueError(f"{args.out} already holds {what}: pass --resume to continue it, "
                              f"--overwrite to replace it, or another --out")
     return None
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM during training: a checkpoint was written and the run can be resumed."""
+
+
+class RunFolder:
+    """One training run's folder (module docstring). Only the main process (rank 0) writes to it."""
+
+    def __init__(self, args):
+        """Checks --out before any work and deletes nothing; .resumed is the checkpoint to continue, or None."""
+        self.out = args.out
+        self.ckpt_path, self.log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
+        self.resumed = prepare_run_folder(args)
+        self.main, self.aside, self.saved_step, self.signal, self.handlers = True, None, None, None, {}
+
+    def start(self, step: int, overwrite: bool, main: bool) -> None:
+        """Every check has passed: from here on the folder changes, and Ctrl-C / SIGTERM stop the run at the
+        end of a step, with a checkpoint (a second Ctrl-C stops it at once)."""
+        self.main = main
+        self.handlers = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if self.resumed is not None:
+            self.saved_step = step
+        if not main:
+            return
+        remove_partial_files(self.out)
+        self.aside = set_aside(self.out) if overwrite else None
+        if self.aside:
+            print(f"--overwrite: the previous run is moved to {self.aside} and deleted once this run writes its "
+                  f"first checkpoint")
+        os.makedirs(os.path.join(self.out, "samples"), exist_ok=True)
+        # a resumed run redoes the steps after its checkpoint, so their lines go
+        write_log_lines(self.log_path, log_lines_up_to(self.log_path, step) if self.resumed is not None else [])
+
+    def on_signal(self, signum, frame):
+        if self.signal:  # a second Ctrl-C: stop at once
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        tqdm.write(f"{self.signal}: stopping after this step to write a checkpoint (Ctrl-C again to stop at once)")
+
+    def grid_path(self, examples: int) -> str:
+        return os.path.join(self.out, "samples", f"recon_{examples:010d}.png")
+
+    def log(self, record: dict) -> None:
+        if self.main:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def save(self, state: dict) -> None:
+        """Write the checkpoint; the run an --overwrite set aside goes only now that its replacement exists."""
+        if not self.main:
+            return
+        save_checkpoint(self.ckpt_path, state)
+        drop_set_aside(self.aside)
+        self.aside, self.saved_step = None, state["step"]
+
+    def where(self) -> str:
+        """Where the last checkpoint is and how to continue (the end of every message of a stopped run)."""
+        if self.saved_step is None:
+            return "no checkpoint had been written yet" + (
+                f"; the run this one replaced is still in {self.aside}" if self.aside else "")
+        return (f"the last checkpoint is {self.ckpt_path} (step {self.saved_step:,}); continue with: "
+                f"python train.py --out {self.out} --resume")
+
+    def close(self) -> None:
+        for sig, handler in self.handlers.items():
+            signal.signal(sig, handler)

@@ -2,8 +2,8 @@
 (results/ablation, results/recipes, results/spatial, the sweeps' results, results/latent; probe.py
 and latent_sampler.py write their own grids).
 
-    python figures.py                       # schedules only (needs nothing else)
-    python figures.py --data ../shared/data/cifar10-jpeg/train   # + ablation figures (after experiments.py)
+    python -m tools.figures                       # schedules only (needs nothing else)
+    python -m tools.figures --data ../shared/data/cifar10-jpeg/train   # + ablation figures (after experiments.py)
 """
 import argparse
 import json
@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from cli import HelpFormatter  # noqa: E402
-from experiments import SWEEPS  # noqa: E402
+from plumbing.cli import HelpFormatter  # noqa: E402
+from tools.experiments import SWEEPS  # noqa: E402
 from schedules import Schedule, time_grid  # noqa: E402
 
 SCHEDULES = ["linear", "cosine", "sc2", "sc4", "sc8", "rf"]
@@ -240,7 +240,7 @@ def switch_figure(logs, path, before=2_000, after=15_000):
 
 
 def interpolation_figure(ckpt_path, data, path, steps=50):
-    from checkpoint import build_model, load_checkpoint
+    from plumbing.checkpoint import build_model, load_checkpoint
     from data import load_images, to_float
     from sample import interpolate
     ckpt = load_checkpoint(ckpt_path)

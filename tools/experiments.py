@@ -22,8 +22,8 @@ variant whose result exists is skipped, and said so: --force re-runs it, and --r
 elsewhere. An interrupted training resumes from its checkpoint. A point that is the same training as
 another sweep's (shift sc4 and zdim z512 are phase1 frac-0.25) copies that result when it exists.
 
-    python experiments.py --data ../shared/data/cifar10-jpeg/train
-    python experiments.py --suite recipes --data ../shared/data/cifar10-jpeg/train
+    python -m tools.experiments --data ../shared/data/cifar10-jpeg/train
+    python -m tools.experiments --suite recipes --data ../shared/data/cifar10-jpeg/train
 """
 import argparse
 import json
@@ -31,8 +31,8 @@ import os
 import subprocess
 import sys
 
-from cli import HelpFormatter, write_all
-from flags import PRESETS
+from plumbing.cli import HelpFormatter, write_all
+from plumbing.flags import PRESETS
 
 # name: (train flags, decoding steps, eval flags). Phase 1 only has only ever seen t = 1: decode it in
 # one step (x0_hat from pure noise and z), the only way that uses what it learned.

@@ -14,8 +14,8 @@ fails with a message naming its exercise while the exercise is a stub. Where it 
 does not need an earlier exercise (the DDIM tests bring their own schedule); DDIM inversion (6) is
 made of DDIM steps (5), so its tests need both.
 
-    python make_assignment.py --out ../hw-dae                  # all eight exercises
-    python make_assignment.py --out ../hw-dae --exercises 1,5,8
+    python -m tools.make_assignment --out ../hw-dae                  # all eight exercises
+    python -m tools.make_assignment --out ../hw-dae --exercises 1,5,8
 """
 import argparse
 import os
@@ -25,7 +25,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-ROOT = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository, above tools/
 BEGIN = re.compile(r"^(\s*)# BEGIN EXERCISE (\d+)\s*$")
 END = re.compile(r"^\s*# END EXERCISE (\d+)\s*$")
 
@@ -170,7 +170,7 @@ def make(out: str, chosen: list) -> None:
         elif f == "README.md":
             with open(dest, "w") as fh:
                 fh.write(student_page(chosen) + open(os.path.join(ROOT, f)).read())
-        elif f != "make_assignment.py" and f != "tests/test_assignment.py":  # the solution's tools stay home
+        elif f != "tools/make_assignment.py" and f != "tests/test_assignment.py":  # the solution's tools stay home
             shutil.copy2(os.path.join(ROOT, f), dest)
     if os.path.isdir(out):
         os.rmdir(out)  # empty, checked above

@@ -1,0 +1,82 @@
+"""Every command in the docs still runs as written: each names a script that exists, every flag it types
+is one that script takes, and train.py's flag lists parse (flags.parse_args checks them as a run would)."""
+import contextlib
+import importlib
+import io
+import os
+import re
+import shlex
+
+import pytest
+
+from conftest import ROOT
+from plumbing import flags
+
+DOCS = ("README.md", "RESULTS.md", "TEACHING.md")
+
+
+def commands(doc: str) -> list:
+    """The python / torchrun / bash commands of a markdown file's bash blocks, one argv each."""
+    text = open(os.path.join(ROOT, doc)).read()
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("  #")[0].split(" # ")[0]
+            for part in line.split("&&"):
+                argv = shlex.split(part)
+                if argv and argv[0] in ("python", "python3", "torchrun", "bash"):
+                    found.append(argv)
+    return found
+
+
+def script_of(argv: list):
+    """(module name, its arguments) of a command, or (None, path) for a bash script."""
+    if argv[0] == "bash":
+        return None, argv[1]
+    if argv[0] == "torchrun":
+        at = next(i for i, a in enumerate(argv) if a.endswith(".py"))
+        return argv[at][:-3], argv[at + 1:]
+    if argv[1] == "-m":
+        return argv[2], argv[3:]
+    return argv[1][:-3], argv[2:]
+
+
+ALL = [(doc, argv) for doc in DOCS for argv in commands(doc)]
+
+
+def test_the_docs_have_commands_to_check():
+    names = {script_of(argv)[0] for _, argv in ALL}
+    assert {"train", "eval", "sample", "tools.experiments", "tools.figures", "tools.make_assignment"} <= names
+
+
+HELP = {}
+
+
+def help_text(module: str) -> str:
+    """What `python -m module --help` prints."""
+    if module not in HELP:
+        mod = importlib.import_module(module)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            mod.main(["--help"])
+        HELP[module] = out.getvalue()
+    return HELP[module]
+
+
+@pytest.mark.parametrize("doc,argv", ALL, ids=[f"{d}:{' '.join(a)[:60]}" for d, a in ALL])
+def test_a_documented_command_names_a_script_and_flags_that_exist(doc, argv):
+    module, args = script_of(argv)
+    if module is None:
+        assert os.path.isfile(os.path.join(ROOT, args)), f"{doc}: {args} does not exist"
+        return
+    if module in ("pytest", "pip", "venv", "torch.distributed.run"):
+        return
+    path = module.replace(".", "/") + ".py"
+    assert os.path.isfile(os.path.join(ROOT, path)), f"{doc}: {' '.join(argv)}: no {path}"
+    assert not argv[1].startswith("tools/"), f"{doc}: run a tool as python -m tools.<name>: {' '.join(argv)}"
+    typed = [a for a in args if a.startswith("--")]
+    text = help_text(module) if typed else ""
+    for a in typed:
+        assert re.search(rf"(^|\s){re.escape(a.split('=')[0])}\b", text), f"{doc}: {module} has no flag {a}"
+    if module == "train":
+        flags.parse_args([a for a in args if "$" not in a])  # raises ValueError on a bad combination
