@@ -6,8 +6,12 @@ per-step Python loader. Image folders are decoded once at start-up (resized to -
 
 Held-out split of an image folder: the files are sorted by path, shuffled by a permutation with the
 fixed seed 0, and the first `holdout` of that order are held out ('heldout' split); the rest are the
-'train' split. The same folder and count always give the same split, on any machine.
+'train' split. The same folder and count always give the same split, on any machine. A folder that
+gains or loses images gets another split, so a checkpoint records its own (split_record, with paths
+relative to the folder, so that a copy or a move of the folder still matches) and the scripts check
+the folder against it (heldout_problem) before they trust its held-out part.
 """
+import hashlib
 import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +26,8 @@ SPLIT_SEED = 0
 
 
 def list_images(folder: str) -> list:
+    if os.path.isfile(folder):
+        raise ValueError(f"--data {folder} is a file: give the folder of images it is in")
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"data folder not found: {folder}")
     files = sorted(os.path.join(root, f) for root, _, names in os.walk(folder) for f in names
@@ -57,7 +63,7 @@ def load_image(path: str, size: int) -> np.ndarray:
             if im.size != (size, size):
                 im = im.resize((size, size), Image.BICUBIC)
             return np.asarray(im).transpose(2, 0, 1)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from None
 
 
@@ -119,6 +125,30 @@ def load_labels(data: str, split: str = "train", holdout: int = 1000, root: str 
     index = {c: i for i, c in enumerate(classes)}
     files = split_files(every, split, holdout)
     return torch.tensor([index[os.path.relpath(f, data).split(os.sep)[0]] for f in files]), classes
+
+
+def split_record(folder: str, holdout: int) -> dict:
+    """What identifies a folder's split, stored in a checkpoint: the held-out files' paths relative to
+    the folder, and a SHA-256 of the training files' relative paths."""
+    files = list_images(folder)
+    heldout = [os.path.relpath(f, folder) for f in split_files(files, "heldout", holdout)]
+    train = sorted({os.path.relpath(f, folder) for f in files} - set(heldout))
+    return {"holdout": holdout, "files": len(files), "heldout": heldout,
+            "train_sha256": hashlib.sha256("\n".join(train).encode()).hexdigest()}
+
+
+def heldout_problem(record: dict, folder: str, holdout: int):
+    """None if the held-out split of `folder` at `holdout` holds only images the recorded run was trained
+    without (or the folder shares no file with it: another data set); else a sentence saying why not."""
+    now = split_record(folder, holdout)
+    trained_without = set(record["heldout"])
+    if set(now["heldout"]) <= trained_without:
+        return None
+    if not trained_without & {os.path.relpath(f, folder) for f in list_images(folder)}:
+        return None  # another data set: none of its files are the run's
+    return (f"{folder} is not the folder this checkpoint was trained on as it was ({record['files']:,} images "
+            f"then, {now['files']:,} now): its held-out split at --holdout {holdout} would hold images the model "
+            f"trained on. Evaluate on the folder as it was when the model was trained")
 
 
 def to_float(x_u8: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from plumbing.cli import HelpFormatter, add_source_flags, check_output, load_source, write_all
+from plumbing.cli import HelpFormatter, add_source_flags, check_apart, check_output, load_source, write_all
+from plumbing.run_folder import refuse_busy
 from data import to_float, to_uint8
 from sample import reconstruct
 from spectrum import sharpness
@@ -105,21 +106,16 @@ def reconstruct_all(model, images_u8, mode, steps, batch_size, seed, device, gri
     per_image = steps * (2 if mode == "inversion" else 1)
     bar = tqdm(total=len(images_u8) * per_image, desc=f"{mode} reconstruction", unit="img-step", unit_scale=True,
                dynamic_ncols=True, leave=False)
-    predict = model.predict
-
-    def counted_predict(x_t, t, z):  # the samplers call model.predict once per step and batch
-        bar.update(x_t.shape[0])
-        return predict(x_t, t, z)
-
-    model.predict = counted_predict
     out = []
-    try:
+    with bar:
         for i in range(0, len(images_u8), batch_size):
             x0 = to_float(images_u8[i:i + batch_size]).to(device)
-            out.append(to_uint8(reconstruct(model, x0, ts, mode, g)).cpu())
-    finally:
-        del model.predict  # back to the class's method
-        bar.close()
+            x0_hat = reconstruct(model, x0, ts, mode, g)
+            if not torch.isfinite(x0_hat).all():  # uint8 would hide it: NaN turns into some pixel value
+                raise ValueError("the model's reconstructions are not finite (NaN or inf): its weights are "
+                                 "broken, and no figure of it would mean anything")
+            out.append(to_uint8(x0_hat).cpu())
+            bar.update(len(x0) * per_image)
     return torch.cat(out)
 
 
@@ -140,6 +136,8 @@ def main(argv=None):
             raise ValueError(f"--batch-size must be positive, got {args.batch_size}")
         for flag in ("json", "save", "grid"):  # checked now, written together at the end
             check_output(getattr(args, flag), "--" + flag)
+        check_apart({f"--{k}": getattr(args, k) for k in ("json", "save", "grid")}, {"--ckpt": args.ckpt, "--data": args.data})
+        refuse_busy([args.json, args.save, args.grid])
         ckpt, model, images = load_source(args)
         device = next(model.parameters()).device
         inception_net = inception(device) if args.fid else None

@@ -19,6 +19,7 @@ the pixel distance to the nearest training image (samples much closer than held-
 """
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -27,14 +28,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from plumbing.checkpoint import build_model, load_checkpoint
-from plumbing.cli import HelpFormatter, check_output, write_all
+from plumbing.checkpoint import build_model, load_checkpoint, weights_digest
+from plumbing.cli import HelpFormatter, check_apart, check_numbers, check_output, write_all
 from plumbing.device import pick_device
+from plumbing.run_folder import refuse_busy
 from data import load_images, to_float, to_uint8
 from probe import encode_all
 from sample import ddim_decode
 from schedules import Schedule, bcast, time_grid, to_x0_eps
 from unet import timestep_embedding
+
+
+# the flags that decide what latent model is trained (a saved one is used only for the same)
+TRAINING_FLAGS = ("examples", "hidden", "layers", "lr", "seed")
 
 
 class LatentDenoiser(nn.Module):
@@ -131,6 +137,9 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     args = p.parse_args(argv)
     try:
+        check_numbers(args)
+        check_apart({"--out": args.out, "--grid": args.grid, "--json": args.json}, {"--ckpt": args.ckpt, "--data": args.data})
+        refuse_busy([args.out, args.grid, args.json])
         for flag in ("examples", "hidden", "layers", "n", "latent_steps", "steps"):
             if getattr(args, flag) < 1:
                 raise ValueError(f"--{flag.replace('_', '-')} must be positive, got {getattr(args, flag)}")
@@ -139,18 +148,25 @@ def main(argv=None):
         for flag in ("json", "grid"):
             check_output(getattr(args, flag), "--" + flag)
         check_output(args.out, "--out")
+        ckpt = load_checkpoint(args.ckpt)
+        # what a latent model is trained for: this checkpoint's EMA weights, and these flags
+        identity = {"ema_sha256": weights_digest(ckpt["ema"]), **{k: getattr(args, k) for k in TRAINING_FLAGS}}
         if os.path.exists(args.out) and not args.overwrite:  # checked before any work: whose latent model is it?
             try:
-                owner = torch.load(args.out, map_location="cpu", weights_only=True).get("checkpoint", "")
+                saved = torch.load(args.out, map_location="cpu", weights_only=True)
+                owner, trained_for = saved.get("checkpoint", ""), saved.get("trained_for", {})
             except Exception:  # any unreadable file: not ours
                 raise ValueError(f"--out {args.out} is not a latent model written by latent_sampler.py: "
                                  f"pass --overwrite to replace it, or another --out") from None
-            if os.path.realpath(owner) != os.path.realpath(args.ckpt):
-                raise ValueError(f"--out {args.out} holds the latent model of {owner}, not of {args.ckpt}: "
-                                 f"pass --overwrite to train one for this checkpoint, or another --out")
+            if trained_for.get("ema_sha256") != identity["ema_sha256"]:
+                raise ValueError(f"--out {args.out} holds the latent model of {owner or 'another checkpoint'}, not of "
+                                 f"{args.ckpt} as it is now: pass --overwrite to train one for it, or another --out")
+            differ = [f"--{k.replace('_', '-')} {trained_for.get(k)}" for k in TRAINING_FLAGS if trained_for.get(k) != identity[k]]
+            if differ:
+                raise ValueError(f"--out {args.out} was trained with {', '.join(differ)}: pass those flags to use it, "
+                                 f"or --overwrite to train it again with these")
         device = pick_device(args.device)
         torch.manual_seed(args.seed)
-        ckpt = load_checkpoint(args.ckpt)
         model = build_model(ckpt, "ema").to(device)
         holdout, size = ckpt["args"].get("holdout", 1000), model.cfg.net.image_size
         train_u8 = load_images(args.data, "train", holdout, size)
@@ -168,12 +184,17 @@ def main(argv=None):
             mean, std = z.mean(0), z.std(0).clamp_min(1e-6)
             net = LatentDenoiser(z.shape[1], args.hidden, args.layers).to(device)
             losses = train_latent(net, ((z - mean) / std).to(device), args.examples, lr=args.lr, seed=args.seed)
+            if not all(math.isfinite(v) for v in losses):
+                raise ValueError("the latent model's loss became non-finite: nothing was written; try a lower --lr")
             state = {"config": net.config(), "net": net.state_dict(), "mean": mean, "std": std, "losses": losses,
-                     "checkpoint": args.ckpt, "examples": args.examples}
+                     "checkpoint": args.ckpt, "examples": args.examples, "trained_for": identity}
             write_all({args.out: lambda f: torch.save(state, f)})
         net = net.to(device).eval()
         g = torch.Generator().manual_seed(args.seed)
         z = mean + std * sample_latents(net, args.n, args.latent_steps, g).cpu()
+        if not torch.isfinite(z).all():
+            raise ValueError(f"the latent model {args.out} samples non-finite latents: its weights are broken; "
+                             f"pass --overwrite to train it again")
         x_T = torch.randn(args.n, 3, size, size, generator=g).to(device)
         z_shape = model.encode(to_float(train_u8[:1]).to(device)).shape[1:]
         with torch.inference_mode():

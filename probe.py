@@ -24,9 +24,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from plumbing.checkpoint import build_model, load_checkpoint
-from plumbing.cli import HelpFormatter, check_output, write_all
+from plumbing.cli import HelpFormatter, check_apart, check_numbers, check_output, write_all
+from plumbing.run_folder import refuse_busy
 from plumbing.device import pick_device
-from data import load_images, load_labels, to_float, to_uint8
+from data import heldout_problem, load_images, load_labels, to_float, to_uint8
 from sample import ddim_decode, ddim_encode
 from schedules import time_grid
 
@@ -119,6 +120,9 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     args = p.parse_args(argv)
     try:
+        check_numbers(args)
+        check_apart({"--grid": args.grid, "--json": args.json}, {"--ckpt": args.ckpt, "--data": args.data})
+        refuse_busy([args.grid, args.json])
         for flag, v in [("--n-train", 1 if args.n_train is None else args.n_train),
                         ("--n-manipulate", args.n_manipulate), ("--steps", args.steps)]:
             if v < 1:
@@ -131,6 +135,8 @@ def main(argv=None):
             check_output(getattr(args, flag), "--" + flag)
         ckpt = load_checkpoint(args.ckpt)
         holdout = ckpt["args"].get("holdout", 1000)
+        if ckpt.get("split") and args.data != "cifar10" and heldout_problem(ckpt["split"], args.data, holdout):
+            raise ValueError(heldout_problem(ckpt["split"], args.data, holdout))
         # the checkpoint's own held-out split: images it was never trained on
         y_train, classes = load_labels(args.data, "train", holdout)
         y_test, _ = load_labels(args.data, "heldout", holdout)

@@ -17,7 +17,8 @@ import sys
 
 import torch
 
-from plumbing.cli import HelpFormatter, add_source_flags, check_output, load_source, write_all
+from plumbing.cli import HelpFormatter, add_source_flags, check_apart, check_output, load_source, write_all
+from plumbing.run_folder import refuse_busy
 from schedules import bcast, time_grid
 
 
@@ -124,6 +125,8 @@ def main(argv=None):
         paths = [os.path.join(out, "reconstructions.png"), os.path.join(out, "interpolation.png")]
         for path in paths:
             check_output(path, "--out")
+        check_apart({"--out": paths[0], "--out ": paths[1]}, {"--ckpt": args.ckpt, "--data": args.data})
+        refuse_busy(paths)
         if args.n < 2:
             raise ValueError("--n must be at least 2 (the interpolation strip runs between two images)")
         ckpt, model, images = load_source(args)

@@ -23,10 +23,11 @@ from data import load_images, to_float
 from discriminator import Discriminator, discriminator_step, generator_loss
 from perceptual import load_lpips
 from plumbing import distributed, stream
-from plumbing.checkpoint import Interrupted, RunFolder, restore, training_state
-from plumbing.cli import check_output
+from plumbing.checkpoint import restore, training_state
+from plumbing.cli import check_apart, check_output, one_line
 from plumbing.device import check_run_fits, optimizer_kwargs, pick_device, pick_precision, use_channels_last
 from plumbing.flags import merge_resume_args, model_config, parse_args, plain_args
+from plumbing.run_folder import Interrupted, RunFolder
 from sample import save_grid
 from schedules import sample_t
 
@@ -58,10 +59,12 @@ def phase1_count(examples, B, phase1_examples, mix, shard=(0, 1)) -> int:
 def train(args):
     # ---- set-up: the run folder, the processes, the model, its EMA and optimizer, the data ----
     device = pick_device(args.device)
-    run = RunFolder(args)  # checks --out before any work; run.resumed is the checkpoint to continue, or None
-    if run.resumed is not None:
-        args = merge_resume_args(args, run.resumed["args"])
+    # checks --out before any work and locks it; run.resumed is the checkpoint to continue, or None
+    run = RunFolder(args, main=distributed.env_rank() == 0)
+    if run.resumed is not None:  # its flags; its data folder may have moved if the checkpoint records the split
+        args = merge_resume_args(args, run.resumed["args"], data_may_move="split" in run.resumed)
         device = pick_device(args.device)
+    check_apart({"--out": args.out}, {"--data": args.data})  # a run inside its data would train on its grids
     # torchrun: one process per device (plumbing/distributed.py); rank 0 writes the run folder
     rank, world, device = distributed.setup(device)
     if args.batch_size % world:
@@ -76,6 +79,7 @@ def train(args):
     torch.manual_seed(args.seed)
     model = DiffusionAutoencoder(model_config(args)).to(device)
     check_run_fits(model, args, device)  # refuses a run that would take days on this CPU
+    run.check_data(args.data, args.holdout)  # records the split; a resumed run's folder must not have changed
     images, why = stream.training_images(args, device, stream.local_world_size())  # in memory, or streamed
     if rank == 0:
         print(why)
@@ -98,7 +102,7 @@ def train(args):
     step, elapsed = 0, 0.0
     if run.resumed is not None:
         step, elapsed = restore(run.resumed, model, ema, opt, disc, disc_opt, device)
-    run.start(step, args.overwrite, rank == 0)  # from here on the folder changes; Ctrl-C stops cleanly
+    run.start(step, args.overwrite)  # from here on the folder changes; Ctrl-C stops cleanly
 
     B, N, cfg = args.batch_size, len(images), model.cfg
     b, shard = B // world, (rank, world)  # this process's share of each global batch
@@ -140,7 +144,7 @@ def train(args):
                 save_grid(ema, x_show, run.grid_path(examples))
             if step > start_step and step % ckpt_steps == 0 and first_bad.item() < 0:
                 run.save(training_state(plain_args(args), model, ema, opt, disc, disc_opt, step, B, precision,
-                                        elapsed + time.time() - t_start, device))
+                                        elapsed + time.time() - t_start, device), scheduled=True)
 
             # the batch, flipped left-right at random
             x0 = to_float(next(batches))                                                 # (b, 3, H, W)
@@ -193,8 +197,8 @@ def train(args):
                 if first_bad.item() >= 0:  # the run stops, and its last checkpoint is the last finite one
                     bad = first_bad.item() + 1
                     run.log({"step": bad, "event": "non-finite loss", "examples": bad * B})
-                    raise ValueError(f"the loss became non-finite at step {bad} (examples {bad * B:,}); "
-                                     f"stopped: {run.where()}. Try a lower --lr")
+                    raise FloatingPointError(f"the loss became non-finite at step {bad} (examples {bad * B:,}). "
+                                             f"Try a lower --lr")
                 run.log(record)
                 bar.set_postfix(phase=record["phase"], loss=f"{record['loss']:.4f}")
                 t_log, loss_sum, logged_step = now, torch.zeros((), device=device), step
@@ -203,11 +207,14 @@ def train(args):
         stopped = stopped or (world == 1 and run.signal is not None)
         bar.close()
         run.save(training_state(plain_args(args), model, ema, opt, disc, disc_opt, step, B, precision,
-                                elapsed + time.time() - t_start, device))
+                                elapsed + time.time() - t_start, device), scheduled=not stopped)
         if not stopped and rank == 0:
             save_grid(ema, x_show, run.grid_path(step * B))
     except KeyboardInterrupt:  # the second Ctrl-C
         raise Interrupted(f"stopped at once at step {step:,}: {run.where()}") from None
+    except (ValueError, OSError, RuntimeError, FloatingPointError) as e:  # mid-run: an unreadable image, a full
+        # disk, a diverged loss, a process of the run that died: one sentence, and where the last checkpoint is
+        raise ValueError(f"{one_line(e)}; stopped at step {step:,}: {run.where()}") from None
     finally:
         bar.close()
         run.close()

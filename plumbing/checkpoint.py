@@ -9,29 +9,18 @@ Written atomically (temporary file, fsync, rename), so a crash at any moment lea
 previous checkpoint or the new one, never half a file. Loadable with
 torch.load(path, weights_only=True, map_location='cpu').
 
-A run folder holds ckpt.pt, log.jsonl and samples/. `train.py --overwrite` never deletes a run
-before its replacement exists: the old run is moved into RUN/replaced-XXXX/ once the new run has
-passed every check, and that folder is deleted when the new run writes its first checkpoint.
-RunFolder is that life cycle, as train.py calls it: checks before any work, start (signals, set-aside,
-the log of a resumed run cut back to its checkpoint), log lines, checkpoints, and the sentence that
-says where the last checkpoint is when a run stops.
+The run folder that holds a checkpoint, and its life cycle, are plumbing/run_folder.py.
 """
 import errno
-import glob
-import json
+import hashlib
 import os
 import shutil
-import signal
-import tempfile
 
 import torch
-from tqdm import tqdm
 
 from dae import DAEConfig, DiffusionAutoencoder
 
 FORMAT = "dae-checkpoint-v1"
-# what a run is made of: train.py's files, and sample.py's default outputs beside the checkpoint
-RUN_FILES = ("ckpt.pt", "log.jsonl", "samples", "reconstructions.png", "interpolation.png")
 
 
 def save_checkpoint(path: str, ckpt: dict) -> None:
@@ -47,10 +36,28 @@ def save_checkpoint(path: str, ckpt: dict) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         kept = f"the previous checkpoint {path} is intact" if os.path.exists(path) else "no checkpoint was kept"
-        reason = "no space left on device" if getattr(e, "errno", None) == errno.ENOSPC or \
-            "No space left" in str(e) else (getattr(e, "strerror", None) or str(e).splitlines()[0])
+        # torch.save says "enforce fail at inline_container.cc" when the disk fills: the free space tells
+        reason = "no space left on device" if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e) \
+            or disk_full(path) else (getattr(e, "strerror", None) or str(e).splitlines()[0])
         raise OSError(f"could not write checkpoint {path}: {reason} (in {os.path.dirname(os.path.abspath(path))}); "
                       f"{kept}") from None
+
+
+def disk_full(path: str, margin: int = 64 * 2 ** 20) -> bool:
+    """Whether the disk that holds `path` has less than `margin` bytes free."""
+    try:
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free < margin
+    except OSError:
+        return False
+
+
+def weights_digest(state: dict) -> str:
+    """A SHA-256 of a state dict's names and tensor bytes: the identity of a set of weights."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def training_state(args: dict, model, ema, opt, disc, disc_opt, step: int, batch_size: int, precision: str,
@@ -65,17 +72,23 @@ def training_state(args: dict, model, ema, opt, disc, disc_opt, step: int, batch
 
 
 def restore(ckpt: dict, model, ema, opt, disc, disc_opt, device) -> tuple:
-    """Load training_state's weights, optimizer states and RNG states; (step, elapsed seconds)."""
-    model.load_state_dict(ckpt["model"])
-    ema.load_state_dict(ckpt["ema"])
-    opt.load_state_dict(ckpt["opt"])
-    if disc is not None:
-        disc.load_state_dict(ckpt["disc"])
-        disc_opt.load_state_dict(ckpt["disc_opt"])
-    torch.set_rng_state(ckpt["rng"]["cpu"])
-    if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
-        torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
-    return ckpt["step"], ckpt["elapsed"]
+    """Load training_state's weights, optimizer states and RNG states; (step, elapsed seconds). A checkpoint
+    that lacks any of them (another version's, or edited) is refused in one sentence."""
+    try:
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        if disc is not None:
+            disc.load_state_dict(ckpt["disc"])
+            disc_opt.load_state_dict(ckpt["disc_opt"])
+        torch.set_rng_state(ckpt["rng"]["cpu"])
+        if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        return ckpt["step"], ckpt["elapsed"]
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        what = f"has no {e.args[0]!r}" if isinstance(e, KeyError) else f"does not fit this code ({type(e).__name__})"
+        raise ValueError(f"--resume: the checkpoint {what}: it was written by another version of this code, or "
+                         f"edited. eval.py and sample.py may still read it; training cannot continue from it") from None
 
 
 def load_checkpoint(path: str) -> dict:
@@ -111,139 +124,10 @@ def build_model(ckpt: dict, weights: str = "ema") -> DiffusionAutoencoder:
         raise ValueError(f"the checkpoint's weights do not fit the model its config describes: {len(missing)} "
                          f"missing, {len(unexpected)} unexpected, {len(reshaped)} of another shape (e.g. {first!r}); "
                          f"it was written by another version of this code, or edited")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"the checkpoint's {weights} weights are not finite (NaN or inf in {len(bad)} tensors, "
+                         f"e.g. {bad[0]!r}): the run diverged; its images would be meaningless. Retrain with a "
+                         f"lower --lr" + (", or try --weights model" if weights == "ema" else ""))
     model.load_state_dict(state)
     return model.eval()
-
-
-def write_log_lines(path: str, lines: list) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(lines)
-    os.replace(tmp, path)
-
-
-def log_lines_up_to(path: str, step: int) -> list:
-    """The complete log lines of steps <= step (a kill can leave the last line half-written)."""
-    kept = []
-    if os.path.exists(path):
-        for line in open(path):
-            try:
-                if json.loads(line).get("step", 0) <= step:
-                    kept.append(line)
-            except json.JSONDecodeError:
-                pass
-    return kept
-
-
-def remove_partial_files(out: str) -> None:
-    """A kill during a write leaves ckpt.pt.tmp or log.jsonl.tmp: never a usable file, so remove it."""
-    for name in ("ckpt.pt.tmp", "log.jsonl.tmp"):
-        if os.path.isfile(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
-
-
-def set_aside(out: str):
-    """Move the run in `out` into a new out/replaced-XXXX/ folder; returns it (None if no run was there)."""
-    present = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
-    if not present:
-        return None
-    aside = tempfile.mkdtemp(prefix="replaced-", dir=out)
-    for f in present:
-        os.replace(os.path.join(out, f), os.path.join(aside, f))
-    return aside
-
-
-def drop_set_aside(aside) -> None:
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
-
-
-def find_set_aside(out: str) -> list:
-    """Runs set aside by an --overwrite that never reached its first checkpoint."""
-    return sorted(glob.glob(os.path.join(out, "replaced-*")))
-
-
-def prepare_run_folder(args):
-    """Checks of --out before any work: (checkpoint to resume or None). Deletes nothing."""
-    ckpt_path, log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out} is a file; give a folder for the run")
-    aside = find_set_aside(args.out)
-    note = f" ({aside[-1]} holds a run that an interrupted --overwrite set aside)" if aside else ""
-    if args.resume:
-        if not os.path.exists(ckpt_path):
-            raise ValueError(f"--resume: no checkpoint in {args.out} to resume from{note}")
-        return load_checkpoint(ckpt_path)
-    if os.path.exists(ckpt_path) or os.path.exists(log_path):
-        if not args.overwrite:
-            what = "a run" if os.path.exists(ckpt_path) else "the log of a run that never wrote a checkpoint"
-            raise ValueError(f"{args.out} already holds {what}: pass --resume to continue it, "
-                             f"--overwrite to replace it, or another --out")
-    return None
-
-
-class Interrupted(Exception):
-    """Ctrl-C or SIGTERM during training: a checkpoint was written and the run can be resumed."""
-
-
-class RunFolder:
-    """One training run's folder (module docstring). Only the main process (rank 0) writes to it."""
-
-    def __init__(self, args):
-        """Checks --out before any work and deletes nothing; .resumed is the checkpoint to continue, or None."""
-        self.out = args.out
-        self.ckpt_path, self.log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
-        self.resumed = prepare_run_folder(args)
-        self.main, self.aside, self.saved_step, self.signal, self.handlers = True, None, None, None, {}
-
-    def start(self, step: int, overwrite: bool, main: bool) -> None:
-        """Every check has passed: from here on the folder changes, and Ctrl-C / SIGTERM stop the run at the
-        end of a step, with a checkpoint (a second Ctrl-C stops it at once)."""
-        self.main = main
-        self.handlers = {sig: signal.signal(sig, self.on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        if self.resumed is not None:
-            self.saved_step = step
-        if not main:
-            return
-        remove_partial_files(self.out)
-        self.aside = set_aside(self.out) if overwrite else None
-        if self.aside:
-            print(f"--overwrite: the previous run is moved to {self.aside} and deleted once this run writes its "
-                  f"first checkpoint")
-        os.makedirs(os.path.join(self.out, "samples"), exist_ok=True)
-        # a resumed run redoes the steps after its checkpoint, so their lines go
-        write_log_lines(self.log_path, log_lines_up_to(self.log_path, step) if self.resumed is not None else [])
-
-    def on_signal(self, signum, frame):
-        if self.signal:  # a second Ctrl-C: stop at once
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-        tqdm.write(f"{self.signal}: stopping after this step to write a checkpoint (Ctrl-C again to stop at once)")
-
-    def grid_path(self, examples: int) -> str:
-        return os.path.join(self.out, "samples", f"recon_{examples:010d}.png")
-
-    def log(self, record: dict) -> None:
-        if self.main:
-            with open(self.log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def save(self, state: dict) -> None:
-        """Write the checkpoint; the run an --overwrite set aside goes only now that its replacement exists."""
-        if not self.main:
-            return
-        save_checkpoint(self.ckpt_path, state)
-        drop_set_aside(self.aside)
-        self.aside, self.saved_step = None, state["step"]
-
-    def where(self) -> str:
-        """Where the last checkpoint is and how to continue (the end of every message of a stopped run)."""
-        if self.saved_step is None:
-            return "no checkpoint had been written yet" + (
-                f"; the run this one replaced is still in {self.aside}" if self.aside else "")
-        return (f"the last checkpoint is {self.ckpt_path} (step {self.saved_step:,}); continue with: "
-                f"python train.py --out {self.out} --resume")
-
-    def close(self) -> None:
-        for sig, handler in self.handlers.items():
-            signal.signal(sig, handler)

@@ -5,10 +5,11 @@ the files it will write before the long work starts, and writes them so that a f
 either all of them or none (never a JSON beside a missing .npz).
 """
 import argparse
+import math
 import os
 import tempfile
 
-from data import load_images
+from data import heldout_problem, load_images
 from plumbing.checkpoint import build_model, load_checkpoint
 from plumbing.device import pick_device
 
@@ -37,6 +38,46 @@ def check_output(path: str, flag: str) -> None:
         tempfile.TemporaryFile(dir=parent).close()
     except OSError as e:
         raise ValueError(f"{flag} {path} cannot be written: {e.strerror or e} in {parent}") from None
+
+
+def check_numbers(args) -> None:
+    """Every number a script was given is finite, and a seed fits a generator (64 bits), before any work:
+    NaN passes both `< 0` and `> 0` checks, so each script's range checks come after this one."""
+    for key, value in vars(args).items():
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            flag = "--" + key.replace("_", "-")
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"{flag} must be a finite number, got {v}")
+            if key == "seed" and isinstance(v, int) and not 0 <= v < 2 ** 63:
+                raise ValueError(f"{flag} must be in 0 .. 2^63 - 1, got {v}")
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one sentence: a DataLoader worker's error is its original last line, not the traceback
+    text torch wraps it in; any other, its first line."""
+    lines = [line for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+    if "Original Traceback" in str(e):
+        return lines[-1].split(": ", 1)[-1]
+    return lines[0]
+
+
+def check_apart(outputs: dict, inputs: dict) -> None:
+    """{flag: path} of what a script writes and of what it reads: refuse, naming the flags, an output that
+    is an input, lies inside an input folder (a grid in --data would become a training image), or is
+    another output."""
+    ins = {flag: os.path.realpath(p) for flag, p in inputs.items() if p and p != "cifar10"}
+    seen = {}
+    for flag, path in outputs.items():
+        if not path:
+            continue
+        real = os.path.realpath(path)
+        for other, source in ins.items():
+            if real == source or real.startswith(source.rstrip(os.sep) + os.sep):
+                raise ValueError(f"{flag} {path} would {'overwrite' if real == source else 'be written inside'} "
+                                 f"{other} {inputs[other]}: choose another {flag}")
+        if real in seen:
+            raise ValueError(f"{flag} and {seen[real]} name the same file {path}: give each its own")
+        seen[real] = flag
 
 
 def write_all(writers: dict) -> None:
@@ -100,7 +141,8 @@ def add_source_flags(p, n_default, many_steps=False):
 def load_source(args):
     """(checkpoint, model on its device, the first --n uint8 images) from add_source_flags' flags.
     Refuses what would give a wrong figure: more images than the split holds, or a held-out split
-    larger than the one the checkpoint was trained without."""
+    larger than the one the checkpoint was trained without, or of a folder whose contents changed since."""
+    check_numbers(args)
     if args.n < 1:
         raise ValueError(f"--n must be positive, got {args.n}")
     if isinstance(args.steps, int) and args.steps < 1:
@@ -118,6 +160,11 @@ def load_source(args):
         raise ValueError(f"--holdout {args.holdout} is more than the {trained_holdout} images this checkpoint "
                          f"was trained without: {args.holdout - trained_holdout} of them were trained on. "
                          f"Use --holdout {trained_holdout} or less")
+    split = ckpt.get("split")  # what identifies the training's split (train.py records it)
+    if split and args.split == "heldout" and args.data != "cifar10":
+        problem = heldout_problem(split, args.data, args.holdout)
+        if problem:
+            raise ValueError(problem)
     images = load_images(args.data, args.split, args.holdout, model.cfg.net.image_size)
     if args.n > len(images):
         raise ValueError(f"--n {args.n} is more than the {len(images)} images of the {args.split} split of "

@@ -21,6 +21,11 @@ import torch.distributed as dist
 import torch.nn as nn
 
 
+def env_rank() -> int:
+    """This process's rank as torchrun set it (0 without torchrun), before the process group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device: torch.device):
     """(rank, world size, device) from torchrun's environment; (0, 1, device) without it. On CUDA each
     rank takes the GPU of its LOCAL_RANK; the process group is NCCL on CUDA, gloo on CPU."""

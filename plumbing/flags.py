@@ -6,7 +6,7 @@ which flags were typed, so that a resumed run takes every other flag from its ch
 import argparse
 import math
 
-from plumbing.cli import HelpFormatter, same_data
+from plumbing.cli import HelpFormatter, check_numbers, same_data
 from dae import DAEConfig, check_se
 from schedules import Schedule
 from unet import UNetConfig
@@ -175,6 +175,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.explicit = sorted(vars(p.parse_args(argv)))
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in --out and --overwrite replaces it: pass one of them")
+    check_numbers(args)  # finite numbers and a seed that fits, before the range checks below
     Schedule(args.schedule)  # raises on unknown or malformed names
     if not 0.0 <= args.phase1_frac <= 1.0:
         raise ValueError(f"--phase1-frac must be in [0, 1], got {args.phase1_frac}")
@@ -208,6 +209,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise ValueError("--channel-mult and --enc-channel-mult need at least one value")
     if args.image_size % 2 ** (len(args.channel_mult) - 1) or args.image_size % 2 ** (len(args.enc_channel_mult) - 1):
         raise ValueError(f"--image-size {args.image_size} must be divisible by 2^(levels - 1) of the channel multipliers")
+    levels = [args.image_size // 2 ** i for i in range(len(args.channel_mult))]
+    if set(args.attn) - set(levels):
+        raise ValueError(f"--attn {','.join(map(str, args.attn))}: the decoder's resolutions are "
+                         f"{','.join(map(str, levels))} px; choose among them ('' for no attention)")
     check_se(model_config(args))
     return args
 
@@ -229,17 +234,19 @@ def plain_args(args) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items() if k != "explicit"}
 
 
-def merge_resume_args(args, saved: dict):
+def merge_resume_args(args, saved: dict, data_may_move: bool = False):
     """The checkpoint's flags, with those of this invocation that the user typed. A typed flag that
     would change what is computed must agree with the checkpoint; one that does not (RUN_FLAGS) may
-    change. Untyped flags never come from this invocation's defaults."""
+    change. Untyped flags never come from this invocation's defaults. data_may_move: --data may name
+    another path (the folder was moved; the run folder then checks its contents against the record)."""
     if "amp" in saved:  # checkpoints written before --precision
         saved = {**{k: v for k, v in saved.items() if k != "amp"}, "precision": "bf16" if saved["amp"] else "fp32"}
     clashes = []
     for k in args.explicit:
         mine = list(getattr(args, k)) if isinstance(getattr(args, k), tuple) else getattr(args, k)
         same = same_data(mine, saved[k]) if k == "data" and k in saved else mine == saved.get(k, mine)
-        if k not in RUN_FLAGS and not same:
+        moved = k == "data" and data_may_move and "cifar10" not in (mine, saved.get(k))
+        if k not in RUN_FLAGS and not same and not moved:
             clashes.append(f"--{k.replace('_', '-')} {mine} (checkpoint: {saved[k]})")
     if clashes:
         raise ValueError("--resume with flags that contradict the checkpoint: " + "; ".join(clashes))

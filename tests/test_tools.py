@@ -40,10 +40,13 @@ def test_figures_refuses_a_file_as_out_and_says_what_it_skips(tmp_path, capsys):
                   str(tmp_path / "none"), "--data", str(tmp_path)])
     out = capsys.readouterr().out
     assert "wrote schedules.png" in out and "skipped reconstructions.png" in out and "no checkpoint" in out
+    # an empty --results draws nothing from the committed results/ (only the schedules need no results)
+    assert out.splitlines()[0] == f"wrote schedules.png to {tmp_path / 'figs'}/"
+    assert sorted(os.listdir(tmp_path / "figs")) == ["schedules.png"]
 
 
 def test_figures_interpolation_fits_a_small_split(tiny_ckpt, image_folder, tmp_path):
-    runs = tmp_path / "runs" / "4-sc4-v-2phase"
+    runs = tmp_path / "runs" / "ablation" / "4-sc4-v-2phase"
     runs.mkdir(parents=True)
     os.symlink(tiny_ckpt, runs / "ckpt.pt")  # a held-out split of 8 images, not 1,000
     figures.main(["--out", str(tmp_path / "figs"), "--runs", str(tmp_path / "runs"), "--data", image_folder])

@@ -2,6 +2,7 @@
 
     python -m tools.cost [BENCH_JSON]      # params, GFLOP per training image, hours on 1 and 8 GPUs
 """
+import argparse
 import json
 import sys
 
@@ -31,8 +32,18 @@ def preset_table(bench_json: str) -> str:
                               f"{r['device_model']}: {bench_json}; 8 GPUs assume linear scaling)")
 
 
-if __name__ == "__main__":
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Each preset's size and GPU hours at a measured training rate.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("bench_json", nargs="?", default="results/gpu/bench-paper-cuda.json",
+                   help="a JSON written by python -m tools.bench --json on a GPU")
+    args = p.parse_args(argv)
     try:
-        print(preset_table(sys.argv[1] if len(sys.argv) > 1 else "results/gpu/bench-paper-cuda.json"))
-    except (OSError, ValueError, KeyError) as e:
-        sys.exit(f"error: cannot read the bench JSON ({type(e).__name__}: {e}); pass one written by bench.py --json")
+        print(preset_table(args.bench_json))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        sys.exit(f"error: cannot read the bench JSON {args.bench_json} ({type(e).__name__}: {e}); pass one written by "
+                 f"python -m tools.bench --json")
+
+
+if __name__ == "__main__":
+    main()

@@ -31,7 +31,7 @@ import os
 import subprocess
 import sys
 
-from plumbing.cli import HelpFormatter, write_all
+from plumbing.cli import HelpFormatter, one_line, write_all
 from plumbing.flags import PRESETS
 
 # name: (train flags, decoding steps, eval flags). Phase 1 only has only ever seen t = 1: decode it in
@@ -273,7 +273,11 @@ def main(argv=None):
     if args.table:
         if not any(os.path.exists(os.path.join(args.results, f"{name}.json")) for name in variants):
             sys.exit(f"error: --table: no results in {args.results} (run the experiments first)")
-        print(table(args.results, args.suite))
+        try:
+            print(table(args.results, args.suite))
+        except (OSError, ValueError, KeyError, IndexError, TypeError) as e:
+            sys.exit(f"error: --table: {args.results} holds a result this script did not write ({type(e).__name__}: "
+                     f"{one_line(e)}); move it away, or re-run that variant with --force")
         return
     if args.data is None:
         p.error("--data is required (the image folder to train and evaluate on)")

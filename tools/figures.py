@@ -265,8 +265,8 @@ def interpolation_figure(ckpt_path, data, path, steps=50):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--data", help="the image folder the ablation used (for the interpolation figure)")
-    p.add_argument("--runs", default="runs/ablation", help="experiments.py's run folders")
-    p.add_argument("--results", default="results/ablation", help="experiments.py's results")
+    p.add_argument("--runs", default="runs", help="tools/experiments.py's run folders (<suite>/<variant>/)")
+    p.add_argument("--results", default="results", help="tools/experiments.py's results (<suite>/), every figure's source")
     p.add_argument("--out", default="figures", help="output folder")
     args = p.parse_args(argv)
     try:
@@ -275,47 +275,50 @@ def main(argv=None):
         os.makedirs(args.out, exist_ok=True)
         done, skipped = ["schedules.png"], []
         schedules_figure(os.path.join(args.out, "schedules.png"))
-        if os.path.isdir(args.results) and any(f.endswith(".log.jsonl") for f in os.listdir(args.results)):
-            curves_figure(args.results, os.path.join(args.out, "training_curves.png"))
+        ablation, ablation_runs = os.path.join(args.results, "ablation"), os.path.join(args.runs, "ablation")
+        if os.path.isdir(ablation) and any(f.endswith(".log.jsonl") for f in os.listdir(ablation)):
+            curves_figure(ablation, os.path.join(args.out, "training_curves.png"))
             done.append("training_curves.png")
         else:
-            skipped.append(f"training_curves.png (no training logs in {args.results})")
-        runs = sorted(os.listdir(args.runs)) if os.path.isdir(args.runs) else []
-        if reconstructions_figure([(name, os.path.join(args.runs, name, "eval-stochastic.npz"), "reconstructions")
+            skipped.append(f"training_curves.png (no training logs in {ablation})")
+        runs = sorted(os.listdir(ablation_runs)) if os.path.isdir(ablation_runs) else []
+        if reconstructions_figure([(name, os.path.join(ablation_runs, name, "eval-stochastic.npz"), "reconstructions")
                                    for name in runs], os.path.join(args.out, "reconstructions.png")):
             done.append("reconstructions.png")
         else:
-            skipped.append(f"reconstructions.png (no eval-stochastic.npz in the run folders of {args.runs}; "
-                           f"run experiments.py first)")
+            skipped.append(f"reconstructions.png (no eval-stochastic.npz in the run folders of {ablation_runs}; "
+                           f"run tools/experiments.py first)")
         spatial_figure = partial(recipes_figure, title="the two-phase recipe with a spatial latent (80,000 examples "
                                                 "each, held-out images)")
-        for name, make, source in [("recipes.png", recipes_figure, "results/recipes"),
-                                   ("spatial.png", spatial_figure, "results/spatial"),
-                                   ("spectra.png", spectra_figure, "results/latent")]:
+        for name, make, source in [("recipes.png", recipes_figure, os.path.join(args.results, "recipes")),
+                                   ("spatial.png", spatial_figure, os.path.join(args.results, "spatial")),
+                                   ("spectra.png", spectra_figure, os.path.join(args.results, "latent"))]:
             if make(source, os.path.join(args.out, name)):
                 done.append(name)
             else:
                 skipped.append(f"{name} (no results in {source})")
         for suite in SWEEP_AXES:  # the sweeps of experiments.py
-            name, source = f"sweep-{suite}.png", os.path.join("results", suite)
+            name, source = f"sweep-{suite}.png", os.path.join(args.results, suite)
             if sweep_figure(source, suite, os.path.join(args.out, name)):
                 done.append(name)
             else:
                 skipped.append(f"{name} (no results in {source})")
-        target_rows = [("phase 1 only, 1 step", "runs/spatial/c4-phase1-only/eval-stochastic.npz", "reconstructions")] + [
-            (f"two-phase (c4-sc1), {s} steps", "runs/spatial/c4-sc1/eval-stochastic.npz", f"reconstructions_{s}")
-            for s in (2, 10, 50)]
+        spatial_runs = os.path.join(args.runs, "spatial")
+        target_rows = [("phase 1 only, 1 step", os.path.join(spatial_runs, "c4-phase1-only", "eval-stochastic.npz"),
+                        "reconstructions")] + [
+            (f"two-phase (c4-sc1), {s} steps", os.path.join(spatial_runs, "c4-sc1", "eval-stochastic.npz"),
+             f"reconstructions_{s}") for s in (2, 10, 50)]
         if reconstructions_figure(target_rows, os.path.join(args.out, "target.png")):
             done.append("target.png")
         else:
-            skipped.append("target.png (no runs/spatial/*/eval-stochastic.npz: run experiments.py --suite spatial)")
-        switch_logs = {"without": "results/phase1/frac-0.25.log.jsonl",
-                       **{name: f"results/switch/{name}.log.jsonl" for name in SWEEPS["switch"]}}
+            skipped.append(f"target.png (no {spatial_runs}/*/eval-stochastic.npz: run tools/experiments.py --suite spatial)")
+        switch_logs = {"without": os.path.join(args.results, "phase1", "frac-0.25.log.jsonl"),
+                       **{name: os.path.join(args.results, "switch", f"{name}.log.jsonl") for name in SWEEPS["switch"]}}
         if switch_figure(switch_logs, os.path.join(args.out, "switch.png")):
             done.append("switch.png")
         else:
-            skipped.append("switch.png (no logs in results/switch or results/phase1)")
-        ckpt = os.path.join(args.runs, "4-sc4-v-2phase", "ckpt.pt")
+            skipped.append(f"switch.png (no logs in {args.results}/switch or {args.results}/phase1)")
+        ckpt = os.path.join(ablation_runs, "4-sc4-v-2phase", "ckpt.pt")
         if not args.data:
             skipped.append("interpolation.png (needs --data)")
         elif not os.path.exists(ckpt):

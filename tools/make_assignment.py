@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository, above tools/
@@ -158,9 +159,10 @@ def make(out: str, chosen: list) -> None:
     for k, e in EXERCISES.items():
         if found.get(k) != {e.file}:
             raise ValueError(f"exercise {k} should be marked in {e.file}, found in {sorted(found.get(k, []))}")
-    staging = out.rstrip("/") + ".partial"
-    if os.path.exists(staging):
-        shutil.rmtree(staging)  # our own leftover of an interrupted run
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    # a new folder of our own beside --out (never a name a user's folder could have), renamed at the end
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}-partial-", dir=parent)
     for f in repo_files():
         dest = os.path.join(staging, f)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
@@ -172,6 +174,7 @@ def make(out: str, chosen: list) -> None:
                 fh.write(student_page(chosen) + open(os.path.join(ROOT, f)).read())
         elif f != "tools/make_assignment.py" and f != "tests/test_assignment.py":  # the solution's tools stay home
             shutil.copy2(os.path.join(ROOT, f), dest)
+    os.chmod(staging, 0o755)  # mkdtemp's folder is private
     if os.path.isdir(out):
         os.rmdir(out)  # empty, checked above
     os.replace(staging, out)

@@ -1,8 +1,8 @@
 """Proof that a refactor changed no number: tiny training runs of every recipe and option, fingerprinted.
 
-    python tools/same_numbers.py --repo . --json results/refactor/after.json
+    python -m tools.same_numbers --repo . --json results/refactor/after.json
     git worktree add /tmp/before 48ef550 && python tools/same_numbers.py --repo /tmp/before --json before.json
-    python tools/same_numbers.py --compare results/refactor/before.json results/refactor/after.json
+    python -m tools.same_numbers --compare results/refactor/before.json results/refactor/after.json
 
 Each run trains train.py of the checkout --repo (as a user would, in a subprocess, one thread) on a small
 synthetic image folder, then records every logged loss exactly (the float's repr) and a SHA-256 of the
@@ -21,6 +21,8 @@ import tempfile
 import numpy as np
 import torch
 from PIL import Image
+
+from plumbing.checkpoint import weights_digest
 
 BASE = ["--preset", "cpu", "--image-size", "16", "--base-channels", "16", "--channel-mult", "1,2",
         "--enc-channel-mult", "1,2", "--num-res-blocks", "1", "--enc-num-res-blocks", "1", "--z-dim", "32",
@@ -63,14 +65,6 @@ def image_folder(root: str) -> str:
     return root
 
 
-def digest(state: dict) -> str:
-    h = hashlib.sha256()
-    for k in sorted(state):
-        h.update(k.encode())
-        h.update(state[k].detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 def fingerprint(repo: str, name: str, flags: list, data: str, out: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": repo}
     cmd = [sys.executable, "train.py", *BASE, *flags, "--data", data, "--out", out]
@@ -85,8 +79,8 @@ def fingerprint(repo: str, name: str, flags: list, data: str, out: str) -> dict:
     lines = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
     grids = sorted(os.listdir(os.path.join(out, "samples")))
     return {"losses": [repr(r["loss"]) for r in lines], "lr": [repr(r["lr"]) for r in lines],
-            "model": digest(ckpt["model"]), "ema": digest(ckpt["ema"]),
-            "disc": digest(ckpt["disc"]) if "disc" in ckpt else None,
+            "model": weights_digest(ckpt["model"]), "ema": weights_digest(ckpt["ema"]),
+            "disc": weights_digest(ckpt["disc"]) if "disc" in ckpt else None,
             "grid": hashlib.sha256(open(os.path.join(out, "samples", grids[-1]), "rb").read()).hexdigest()}
 
 
