@@ -1,4 +1,4 @@
-"""Data sets as one uint8 tensor: CIFAR-10 through torchvision, or any folder of images.
+"""Data sets as one uint8 tensor: CIFAR-10 through torchvision, any folder of images, or an image set.
 
 CIFAR-sized data sets fit in memory (50,000 x 3 x 32 x 32 bytes = 154 MB), so the whole set lives
 as one (N, 3, H, W) uint8 tensor on the training device, and batches are drawn by indexing it: no
@@ -100,12 +100,27 @@ def cifar10(root: str, split: str):
                       f"--data ../shared/data/cifar10-jpeg/train") from None
 
 
+def image_set(path: str, split: str) -> dict:
+    """An image set: an .npz of held-out images, written by tools/ship.py beside a shipped checkpoint, so that
+    sample.py and eval.py work on a fresh clone. Arrays: images (N, 3, H, W) uint8, labels (N,), classes, and
+    paths (each image's path in the folder it was held out of)."""
+    if split == "train":
+        raise ValueError(f"{path} holds held-out images only: use --split heldout (or all); train on a folder")
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in ("images", "labels", "classes", "paths")}
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{path} is not an image set written by tools/ship.py ({type(e).__name__})") from None
+
+
 def load_images(data: str, split: str = "train", holdout: int = 1000, size: int = 32,
                 root: str = "./data") -> torch.Tensor:
     """The images of a data set as a (N, 3, size, size) uint8 tensor.
 
-    data='cifar10': torchvision's CIFAR-10 (train split, or the test split for 'heldout').
-    Otherwise a folder of images (any depth), split as described in the module docstring."""
+    data='cifar10': torchvision's CIFAR-10 (train split, or the test split for 'heldout'); an .npz: an image
+    set (image_set); otherwise a folder of images (any depth), split as described in the module docstring."""
+    if data.endswith(".npz"):
+        return torch.from_numpy(image_set(data, split)["images"])
     if data == "cifar10":
         return torch.from_numpy(cifar10(root, split).data).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
     return load_folder(data, split, holdout, size)
@@ -117,6 +132,9 @@ def load_labels(data: str, split: str = "train", holdout: int = 1000, root: str 
     if data == "cifar10":
         ds = cifar10(root, split)
         return torch.tensor(ds.targets), list(ds.classes)
+    if data.endswith(".npz"):
+        s = image_set(data, split)
+        return torch.from_numpy(s["labels"]).long(), [str(c) for c in s["classes"]]
     every = list_images(data)
     top = [os.path.relpath(f, data).split(os.sep) for f in every]
     if any(len(parts) < 2 for parts in top):
@@ -140,6 +158,10 @@ def split_record(folder: str, holdout: int) -> dict:
 def heldout_problem(record: dict, folder: str, holdout: int):
     """None if the held-out split of `folder` at `holdout` holds only images the recorded run was trained
     without (or the folder shares no file with it: another data set); else a sentence saying why not."""
+    if folder.endswith(".npz"):  # an image set: its paths must be held-out images of the recorded split
+        paths = {str(p) for p in image_set(folder, "heldout")["paths"]}
+        return None if paths <= set(record["heldout"]) else (
+            f"{folder} holds images this checkpoint was trained on: it is not an image set of its held-out split")
     now = split_record(folder, holdout)
     trained_without = set(record["heldout"])
     if set(now["heldout"]) <= trained_without:

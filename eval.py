@@ -1,11 +1,15 @@
 """Reconstruction metrics of a diffusion autoencoder: PSNR, SSIM, sharpness (and FID with pytorch-fid).
 
-Conventions (DiffAE; ../shared/PAPERS.md): images mapped to [0, 255] and rounded to uint8, then
-    PSNR = 10 log10(255^2 / MSE)                                  per image, averaged over images
-    SSIM (Wang et al. 2004) with an 11x11 Gaussian window, sigma = 1.5, K1 = 0.01, K2 = 0.03,
-         per channel, averaged over channels, then over images.
-    sharpness                                                     high-frequency DCT energy of the reconstructions
-         over that of the originals (spectrum.py): 1 = as detailed as the data, < 1 blurrier. Not FID.
+Two conventions, both in every record (SSIM: Wang et al. 2004, an 11x11 Gaussian window, sigma = 1.5,
+K1 = 0.01, K2 = 0.03, per channel and pixel, then the mean over images):
+    psnr_diffae, ssim_diffae  DiffAE's own evaluation code (phizaz/diffae metrics.py and ssim.py), which
+         the Khungurn et al. paper's numbers come from: floats in [0, 1] by (x + 1)/2, not rounded; SSIM as a
+         zero-padded convolution of the image's size (padding 5); PSNR = 20 log10(1 / sqrt(MSE)) per image.
+         Compare with the papers in this one.
+    psnr, ssim  ours, kept for every older table: images rounded to uint8, PSNR = 10 log10(255^2 / MSE);
+         SSIM at valid positions only (scikit-image's crop: 22 x 22 of a 32 x 32 image), so it reads lower.
+    sharpness  high-frequency DCT energy of the reconstructions over that of the originals (spectrum.py):
+         1 = as detailed as the data, < 1 blurrier. Not FID.
 Reconstruction: z = Enc(x_0), x_T random ('stochastic') or DDIM-inverted ('inversion'), DDIM decode.
 
     python eval.py --ckpt runs/dae/ckpt.pt --data PATH --split heldout --n 1000 --steps 50 \
@@ -43,19 +47,20 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return g / g.sum()                                                           # (size,)
 
 
-def ssim(a_u8: torch.Tensor, b_u8: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
-    """Per-image SSIM of uint8 batches (B, C, H, W): local statistics under a Gaussian window
-    (valid positions only, as scikit-image's crop does), per channel, averaged over channels."""
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float = 255.0, padding: int = 0) -> torch.Tensor:
+    """Per-image SSIM of batches (B, C, H, W): local statistics under a Gaussian window, per channel,
+    averaged over channels and positions. padding 0: valid positions only (scikit-image's crop);
+    padding 5: a zero-padded window at every pixel (DiffAE's ssim.py)."""
     # BEGIN EXERCISE 8
-    x, y = a_u8.double(), b_u8.double()
+    x, y = a.double(), b.double()
     C = x.shape[1]
     g = gaussian_window()
     # separable Gaussian filter, one per channel
     kh = g.view(1, 1, 1, -1).repeat(C, 1, 1, 1).to(x.device)                    # (C, 1, 1, 11)
     kv = g.view(1, 1, -1, 1).repeat(C, 1, 1, 1).to(x.device)                    # (C, 1, 11, 1)
 
-    def blur(u):
-        return F.conv2d(F.conv2d(u, kh, groups=C), kv, groups=C)
+    def blur(u):  # zero padding of a separable filter is the 2-D filter's zero padding
+        return F.conv2d(F.conv2d(u, kh, padding=(0, padding), groups=C), kv, padding=(padding, 0), groups=C)
 
     mu_x, mu_y = blur(x), blur(y)
     # population (biased) local variances and covariance: E[x^2] - E[x]^2
@@ -67,6 +72,18 @@ def ssim(a_u8: torch.Tensor, b_u8: torch.Tensor, data_range: float = 255.0) -> t
     s = ((2 * mu_x * mu_y + c1) * (2 * cov_xy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (var_x + var_y + c2))
     return s.mean(dim=(2, 3)).mean(dim=1)                                       # (B,)
     # END EXERCISE 8
+
+
+def psnr_diffae(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB, DiffAE's way: of float images in [-1, 1] mapped to [0, 1], not rounded."""
+    # PSNR = 20 log10(MAX / sqrt(MSE)), MAX = 1
+    mse = ((x.double() + 1) / 2 - (y.double() + 1) / 2).pow(2).flatten(1).mean(1)
+    return 20 * torch.log10(1.0 / torch.sqrt(mse))
+
+
+def ssim_diffae(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM, DiffAE's way: float images in [-1, 1] mapped to [0, 1], zero-padded window."""
+    return ssim((x + 1) / 2, (y + 1) / 2, data_range=1.0, padding=5)
 
 
 def inception(device):
@@ -99,7 +116,7 @@ def fid(net, real_u8: torch.Tensor, fake_u8: torch.Tensor, device) -> float:
 
 
 def reconstruct_all(model, images_u8, mode, steps, batch_size, seed, device, grid="uniform"):
-    """uint8 reconstructions of a uint8 image set; x_T drawn from one seeded CPU generator. A bar
+    """Float reconstructions in [-1, 1] of a uint8 image set; x_T drawn from one seeded CPU generator. A bar
     counts network evaluations (steps per image, twice as many with inversion)."""
     ts = time_grid(steps, grid)
     g = torch.Generator().manual_seed(seed)
@@ -114,7 +131,7 @@ def reconstruct_all(model, images_u8, mode, steps, batch_size, seed, device, gri
             if not torch.isfinite(x0_hat).all():  # uint8 would hide it: NaN turns into some pixel value
                 raise ValueError("the model's reconstructions are not finite (NaN or inf): its weights are "
                                  "broken, and no figure of it would mean anything")
-            out.append(to_uint8(x0_hat).cpu())
+            out.append(x0_hat.float().cpu())
             bar.update(len(x0) * per_image)
     return torch.cat(out)
 
@@ -145,11 +162,14 @@ def main(argv=None):
         results, recons = [], {}
         for steps in args.steps:  # the same x_T (one seed) for every step count
             t0 = time.time()
-            recon = reconstruct_all(model, images, args.mode, steps, args.batch_size, args.seed, device,
-                                    args.time_grid)
+            recon_float = reconstruct_all(model, images, args.mode, steps, args.batch_size, args.seed, device,
+                                          args.time_grid)
             seconds = time.time() - t0
+            recon = to_uint8(recon_float)
             p_img, s_img = psnr(images, recon), ssim(images, recon)
-            result = {"psnr": float(p_img.mean()), "ssim": float(s_img.mean()),
+            p_diffae, s_diffae = psnr_diffae(to_float(images), recon_float), ssim_diffae(to_float(images), recon_float)
+            result = {"psnr_diffae": float(p_diffae.mean()), "ssim_diffae": float(s_diffae.mean()),
+                      "psnr": float(p_img.mean()), "ssim": float(s_img.mean()),
                       "psnr_std": float(p_img.std()), "ssim_std": float(s_img.std()),
                       "sharpness": sharpness(images, recon),
                       "mode": args.mode, "steps": steps, "time_grid": args.time_grid, "n": len(images),
@@ -163,7 +183,9 @@ def main(argv=None):
                 result["fid"] = fid(inception_net, images, recon, device)
             results.append(result)
             recons[steps] = recon
-            print(f"PSNR {result['psnr']:.2f} dB  SSIM {result['ssim']:.4f}  sharpness {result['sharpness']:.3f}"
+            print(f"DiffAE's convention: PSNR {result['psnr_diffae']:.2f} dB  SSIM {result['ssim_diffae']:.4f} | "
+                  f"ours (uint8, valid SSIM): PSNR {result['psnr']:.2f}  SSIM {result['ssim']:.4f} | "
+                  f"sharpness {result['sharpness']:.3f}"
                   + (f"  FID {result['fid']:.2f}" if "fid" in result else "")
                   + f"  ({args.mode}, {steps} DDIM steps, {len(images)} images of {args.data} [{args.split}], "
                     f"{args.weights} weights, {seconds:.0f} s)", flush=True)

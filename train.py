@@ -102,7 +102,6 @@ def train(args):
     step, elapsed = 0, 0.0
     if run.resumed is not None:
         step, elapsed = restore(run.resumed, model, ema, opt, disc, disc_opt, device)
-    run.start(step, args.overwrite)  # from here on the folder changes; Ctrl-C stops cleanly
 
     B, N, cfg = args.batch_size, len(images), model.cfg
     b, shard = B // world, (rank, world)  # this process's share of each global batch
@@ -134,6 +133,7 @@ def train(args):
     stopped = False
 
     # ---- the loop: one step per global batch ----
+    run.start(step, args.overwrite)  # from here on the folder changes (locked); Ctrl-C stops cleanly
     try:
         while step < total_steps:
             examples = step * B

@@ -109,6 +109,9 @@ def build_model(ckpt: dict, weights: str = "ema") -> DiffusionAutoencoder:
     """Rebuild the model from the checkpoint alone, with its EMA (default) or raw weights."""
     if weights not in ("ema", "model"):
         raise ValueError(f"unknown weights {weights!r}: choose ema or model")
+    if weights not in ckpt and "config" in ckpt:
+        raise ValueError(f"this checkpoint holds no {weights} weights (a shipped checkpoint keeps the EMA weights "
+                         f"only): use --weights ema")
     try:
         model = DiffusionAutoencoder(DAEConfig.from_dict(ckpt["config"]))
         state = ckpt[weights]

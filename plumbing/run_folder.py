@@ -42,6 +42,20 @@ class Interrupted(Exception):
     """Ctrl-C or SIGTERM during training: a checkpoint was written and the run can be resumed."""
 
 
+def holder(folder: str):
+    """Who holds folder's lock now (its .lock's text), or None if nobody else does."""
+    path = os.path.join(folder, LOCK)
+    if fcntl is None or not os.path.isfile(path) or os.path.realpath(folder) in HELD:
+        return None
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return None
+        except BlockingIOError:
+            return f.read().strip() or "another process"
+
+
 def lock(folder: str):
     """An exclusive lock on folder/.lock, held while the returned file stays open (the process's life)."""
     os.makedirs(folder, exist_ok=True)
@@ -69,15 +83,10 @@ def lock(folder: str):
 def refuse_busy(paths) -> None:
     """Refuse to write into a run folder while a training holds it (eval, sample, probe beside a checkpoint)."""
     for folder in {os.path.dirname(os.path.abspath(p)) for p in paths if p}:
-        if fcntl is None or not os.path.isfile(os.path.join(folder, LOCK)) or os.path.realpath(folder) in HELD:
-            continue
-        with open(os.path.join(folder, LOCK)) as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                fcntl.flock(f, fcntl.LOCK_UN)
-            except BlockingIOError:
-                raise ValueError(f"{folder} is a run folder in use ({f.read().strip()}): write the outputs "
-                                 f"elsewhere, or wait for the run to end") from None
+        busy = holder(folder)
+        if busy:
+            raise ValueError(f"{folder} is a run folder in use ({busy}): write the outputs elsewhere, or wait for "
+                             f"the run to end")
 
 
 def write_lines(path: str, lines: list) -> None:
@@ -162,10 +171,13 @@ class RunFolder:
 
     def __init__(self, args, main: bool = True):
         """Checks --out before any work and deletes nothing; .resumed is the checkpoint to continue, or None.
-        The main process locks a folder that exists now (a new one when start() creates it)."""
+        A folder another run holds is refused now; start() takes the lock."""
         self.out, self.main = args.out, main
         self.ckpt_path, self.log_path = os.path.join(args.out, "ckpt.pt"), os.path.join(args.out, "log.jsonl")
-        self.locked = lock(args.out) if main and os.path.isdir(args.out) else None
+        busy = holder(args.out) if main and os.path.isdir(args.out) else None
+        if busy:
+            raise ValueError(f"{args.out} is in use by another run ({busy}): wait for it to end, or choose another --out")
+        self.locked = None
         self.resumed = prepare_run_folder(args)
         self.aside, self.saved_step, self.signal, self.handlers, self.made = None, None, None, {}, set()
         self.split = None
@@ -193,7 +205,7 @@ class RunFolder:
             self.saved_step = step
         if not self.main:
             return
-        self.locked = self.locked or lock(self.out)
+        self.locked = lock(self.out)
         for name in ("ckpt.pt.tmp", "log.jsonl.tmp", MANIFEST + ".tmp"):  # a kill during a write leaves these
             if os.path.isfile(os.path.join(self.out, name)):
                 os.remove(os.path.join(self.out, name))

@@ -130,6 +130,9 @@ def choose(mode: str, n: int, size: int, device: torch.device, local_ranks: int 
 
 def training_images(args, device: torch.device, local_ranks: int = 1):
     """The training split of --data as InMemory or Streamed, and the sentence saying which and why."""
+    if args.data.endswith(".npz"):
+        raise ValueError(f"--data {args.data} is an image set of held-out images (for eval.py, sample.py): train on "
+                         f"a folder of images, or cifar10")
     if args.data == "cifar10":
         if args.data_in_memory == "off":
             raise ValueError("--data-in-memory off streams an image folder; torchvision's CIFAR-10 comes as one "
