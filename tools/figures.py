@@ -273,59 +273,41 @@ def main(argv=None):
         if os.path.exists(args.out) and not os.path.isdir(args.out):
             raise ValueError(f"--out {args.out} is a file; give a folder")
         os.makedirs(args.out, exist_ok=True)
-        done, skipped = ["schedules.png"], []
         schedules_figure(os.path.join(args.out, "schedules.png"))
         ablation, ablation_runs = os.path.join(args.results, "ablation"), os.path.join(args.runs, "ablation")
-        if os.path.isdir(ablation) and any(f.endswith(".log.jsonl") for f in os.listdir(ablation)):
-            curves_figure(ablation, os.path.join(args.out, "training_curves.png"))
-            done.append("training_curves.png")
-        else:
-            skipped.append(f"training_curves.png (no training logs in {ablation})")
+        spatial_runs, ckpt = os.path.join(args.runs, "spatial"), os.path.join(ablation_runs, "4-sc4-v-2phase", "ckpt.pt")
         runs = sorted(os.listdir(ablation_runs)) if os.path.isdir(ablation_runs) else []
-        if reconstructions_figure([(name, os.path.join(ablation_runs, name, "eval-stochastic.npz"), "reconstructions")
-                                   for name in runs], os.path.join(args.out, "reconstructions.png")):
-            done.append("reconstructions.png")
-        else:
-            skipped.append(f"reconstructions.png (no eval-stochastic.npz in the run folders of {ablation_runs}; "
-                           f"run tools/experiments.py first)")
-        spatial_figure = partial(recipes_figure, title="the two-phase recipe with a spatial latent (80,000 examples "
-                                                "each, held-out images)")
-        for name, make, source in [("recipes.png", recipes_figure, os.path.join(args.results, "recipes")),
-                                   ("spatial.png", spatial_figure, os.path.join(args.results, "spatial")),
-                                   ("spectra.png", spectra_figure, os.path.join(args.results, "latent"))]:
-            if make(source, os.path.join(args.out, name)):
-                done.append(name)
-            else:
-                skipped.append(f"{name} (no results in {source})")
-        for suite in SWEEP_AXES:  # the sweeps of experiments.py
-            name, source = f"sweep-{suite}.png", os.path.join(args.results, suite)
-            if sweep_figure(source, suite, os.path.join(args.out, name)):
-                done.append(name)
-            else:
-                skipped.append(f"{name} (no results in {source})")
-        spatial_runs = os.path.join(args.runs, "spatial")
         target_rows = [("phase 1 only, 1 step", os.path.join(spatial_runs, "c4-phase1-only", "eval-stochastic.npz"),
                         "reconstructions")] + [
             (f"two-phase (c4-sc1), {s} steps", os.path.join(spatial_runs, "c4-sc1", "eval-stochastic.npz"),
              f"reconstructions_{s}") for s in (2, 10, 50)]
-        if reconstructions_figure(target_rows, os.path.join(args.out, "target.png")):
-            done.append("target.png")
-        else:
-            skipped.append(f"target.png (no {spatial_runs}/*/eval-stochastic.npz: run tools/experiments.py --suite spatial)")
         switch_logs = {"without": os.path.join(args.results, "phase1", "frac-0.25.log.jsonl"),
                        **{name: os.path.join(args.results, "switch", f"{name}.log.jsonl") for name in SWEEPS["switch"]}}
-        if switch_figure(switch_logs, os.path.join(args.out, "switch.png")):
-            done.append("switch.png")
-        else:
-            skipped.append(f"switch.png (no logs in {args.results}/switch or {args.results}/phase1)")
-        ckpt = os.path.join(ablation_runs, "4-sc4-v-2phase", "ckpt.pt")
-        if not args.data:
-            skipped.append("interpolation.png (needs --data)")
-        elif not os.path.exists(ckpt):
-            skipped.append(f"interpolation.png (no checkpoint {ckpt})")
-        else:
-            interpolation_figure(ckpt, args.data, os.path.join(args.out, "interpolation.png"))
-            done.append("interpolation.png")
+        spatial_figure = partial(recipes_figure, title="the two-phase recipe with a spatial latent (80,000 examples "
+                                                "each, held-out images)")
+        # (figure, draw(path) -> whether it was drawn, why it was not)
+        todo = [("training_curves.png", lambda p: os.path.isdir(ablation) and any(
+                    f.endswith(".log.jsonl") for f in os.listdir(ablation)) and curves_figure(ablation, p) is None,
+                 f"no training logs in {ablation}"),
+                ("reconstructions.png", partial(reconstructions_figure, [(name, os.path.join(
+                    ablation_runs, name, "eval-stochastic.npz"), "reconstructions") for name in runs]),
+                 f"no eval-stochastic.npz in the run folders of {ablation_runs}; run tools/experiments.py first"),
+                ("recipes.png", partial(recipes_figure, os.path.join(args.results, "recipes")), "no results/recipes"),
+                ("spatial.png", partial(spatial_figure, os.path.join(args.results, "spatial")), "no results/spatial"),
+                ("spectra.png", partial(spectra_figure, os.path.join(args.results, "latent")), "no results/latent"),
+                *[(f"sweep-{suite}.png", partial(sweep_figure, os.path.join(args.results, suite), suite),
+                   f"no results in {os.path.join(args.results, suite)}") for suite in SWEEP_AXES],
+                ("target.png", partial(reconstructions_figure, target_rows),
+                 f"no {spatial_runs}/*/eval-stochastic.npz: run tools/experiments.py --suite spatial"),
+                ("switch.png", partial(switch_figure, switch_logs), f"no logs in {args.results}/switch or /phase1"),
+                ("interpolation.png", lambda p: bool(args.data) and os.path.exists(ckpt) and interpolation_figure(
+                    ckpt, args.data, p) is None, "needs --data" if not args.data else f"no checkpoint {ckpt}")]
+        done, skipped = ["schedules.png"], []
+        for name, draw, why in todo:
+            if draw(os.path.join(args.out, name)):
+                done.append(name)
+            else:
+                skipped.append(f"{name} ({why})")
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     print(f"wrote {', '.join(done)} to {args.out}/" + "".join(f"\nskipped {s}" for s in skipped))

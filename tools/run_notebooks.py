@@ -11,6 +11,7 @@ import argparse
 import glob
 import hashlib
 import os
+import re
 import sys
 import time
 
@@ -44,7 +45,8 @@ def main(argv=None):
         try:
             book = execute(path)
         except (OSError, CellExecutionError) as e:
-            sys.exit(f"error: {path}: {str(e).strip().splitlines()[-1]}")
+            last = re.sub("\x1b\\[[0-9;]*m", "", str(e)).strip().splitlines()[-1]  # without the terminal colours
+            sys.exit(f"error: {path}: {last}")
         book.metadata["repo"] = {"source_sha256": source_sha256(book), "seconds": round(time.time() - t0, 1)}
         nbformat.write(book, path)
         print(f"{path}: ran in {time.time() - t0:.0f} s")

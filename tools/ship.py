@@ -6,8 +6,8 @@ held-out images, so that sample.py, eval.py and the notebooks work on a fresh cl
 
 The shipped file is a checkpoint as train.py writes it, less the raw weights, the optimizer and the RNG
 states (it can be evaluated and sampled, not resumed); it loads with torch.load(weights_only=True).
-The image set holds the first --n images of the checkpoint's held-out split, with their labels and their
-paths in the folder (eval.py checks them against the split the checkpoint records).
+The image set holds --n images evenly spaced over the checkpoint's held-out split (so every class, in its
+share), with their labels and their paths in the folder (eval.py checks them against the split the checkpoint records).
 """
 import argparse
 import os
@@ -38,18 +38,21 @@ def main(argv=None):
             raise ValueError("--images needs --data (the training folder), a name ending in .npz, and --n > 0")
         ckpt = load_checkpoint(args.ckpt)
         shipped = {k: ckpt[k] for k in KEPT if k in ckpt}
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         save_checkpoint(args.out, shipped)
         print(f"wrote {args.out} ({os.path.getsize(args.out) / 2 ** 20:.1f} MB: EMA weights and config, "
               f"step {ckpt['step']:,})")
         if args.images:
             holdout, size = ckpt["args"]["holdout"], ckpt["config"]["net"]["image_size"]
-            images = load_images(args.data, "heldout", holdout, size)[:args.n].numpy()
+            images = load_images(args.data, "heldout", holdout, size)
             labels, classes = load_labels(args.data, "heldout", holdout)
             paths = [os.path.relpath(f, args.data) for f in split_files(list_images(args.data), "heldout", holdout)]
-            arrays = {"images": images, "labels": labels[:args.n].numpy(), "classes": np.array(classes),
-                      "paths": np.array(paths[:args.n])}
+            # evenly spaced over the split, which is in path order: every class, in its share
+            pick = np.unique(np.linspace(0, len(images) - 1, min(args.n, len(images))).round().astype(int))
+            arrays = {"images": images.numpy()[pick], "labels": labels.numpy()[pick], "classes": np.array(classes),
+                      "paths": np.array(paths)[pick]}
             write_all({args.images: lambda f: np.savez_compressed(f, **arrays)})
-            print(f"wrote {args.images} ({len(images)} held-out images of {args.data}, "
+            print(f"wrote {args.images} ({len(pick)} held-out images of {args.data}, "
                   f"{os.path.getsize(args.images) / 2 ** 20:.1f} MB)")
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")

@@ -25,3 +25,5 @@ python eval.py --ckpt models/small.pt --data "$data" --n 1000 --steps 1,2,5,10,5
 python eval.py --ckpt models/small.pt --data "$data" --n 250 --steps 10,50 --mode inversion --json "$out/small-inversion.json"
 python eval.py --ckpt models/small-phase1.pt --data "$data" --n 1000 --steps 1 --json "$out/small-phase1.json"
 python eval.py --ckpt models/small.pt --data models/heldout.npz --n 500 --steps 10 --json "$out/small-heldout-npz.json"
+# README's picture: held-out originals, random x_T, inverted x_T (and an interpolation strip)
+python sample.py --ckpt models/small.pt --data models/heldout.npz --n 8 --steps 10 --out figures/shipped
