@@ -125,15 +125,15 @@ def train(args):
         print(f"{count_params(model):,} parameters; {N:,} training images; {args.examples:,} examples "
               f"({phase1_examples:,} in phase 1); device {device}, {precision}; run folder {args.out}"
               + (f"; {world} processes of {b} examples per batch" if world > 1 else ""))
-    bar = tqdm(total=total_steps * B, initial=step * B, unit="img", unit_scale=True, dynamic_ncols=True,
-               disable=rank != 0)
-    t_start = t_log = time.time()
-    start_step = logged_step = step
     batches = images.batches(B, args.seed, step, total_steps, shard)  # this process's share of each global batch
     stopped = False
 
     # ---- the loop: one step per global batch ----
     run.start(step, args.overwrite)  # from here on the folder changes (locked); Ctrl-C stops cleanly
+    bar = tqdm(total=total_steps * B, initial=step * B, unit="img", unit_scale=True, dynamic_ncols=True,
+               disable=rank != 0)
+    t_start = t_log = time.time()
+    start_step = logged_step = step
     try:
         while step < total_steps:
             examples = step * B

@@ -27,3 +27,7 @@ python eval.py --ckpt models/small-phase1.pt --data "$data" --n 1000 --steps 1 -
 python eval.py --ckpt models/small.pt --data models/heldout.npz --n 500 --steps 10 --json "$out/small-heldout-npz.json"
 # README's picture: held-out originals, random x_T, inverted x_T (and an interpolation strip)
 python sample.py --ckpt models/small.pt --data models/heldout.npz --n 8 --steps 10 --out figures/shipped
+# README's CPU run in fp32 on the same CPU (the time a CPU without native bf16 would take, at this core's speed)
+train runs/shipped/small-fp32 --preset cpu --recipe small --precision fp32
+cp runs/shipped/small-fp32/log.jsonl "$out/small-fp32.log.jsonl"
+python eval.py --ckpt runs/shipped/small-fp32/ckpt.pt --data "$data" --n 1000 --steps 10 --json "$out/small-fp32.json"
