@@ -145,10 +145,10 @@ def load_labels(data: str, split: str = "train", holdout: int = 1000, root: str 
     return torch.tensor([index[os.path.relpath(f, data).split(os.sep)[0]] for f in files]), classes
 
 
-def split_record(folder: str, holdout: int) -> dict:
+def split_record(folder: str, holdout: int, files=None) -> dict:
     """What identifies a folder's split, stored in a checkpoint: the held-out files' paths relative to
-    the folder, and a SHA-256 of the training files' relative paths."""
-    files = list_images(folder)
+    the folder, and a SHA-256 of the training files' relative paths. files: list_images(folder), if known."""
+    files = list_images(folder) if files is None else files
     heldout = [os.path.relpath(f, folder) for f in split_files(files, "heldout", holdout)]
     train = sorted({os.path.relpath(f, folder) for f in files} - set(heldout))
     return {"holdout": holdout, "files": len(files), "heldout": heldout,
@@ -162,11 +162,12 @@ def heldout_problem(record: dict, folder: str, holdout: int):
         paths = {str(p) for p in image_set(folder, "heldout")["paths"]}
         return None if paths <= set(record["heldout"]) else (
             f"{folder} holds images this checkpoint was trained on: it is not an image set of its held-out split")
-    now = split_record(folder, holdout)
+    files = list_images(folder)  # walked once for both questions
+    now = split_record(folder, holdout, files)
     trained_without = set(record["heldout"])
     if set(now["heldout"]) <= trained_without:
         return None
-    if not trained_without & {os.path.relpath(f, folder) for f in list_images(folder)}:
+    if not trained_without & {os.path.relpath(f, folder) for f in files}:
         return None  # another data set: none of its files are the run's
     return (f"{folder} is not the folder this checkpoint was trained on as it was ({record['files']:,} images "
             f"then, {now['files']:,} now): its held-out split at --holdout {holdout} would hold images the model "

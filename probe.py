@@ -135,8 +135,9 @@ def main(argv=None):
             check_output(getattr(args, flag), "--" + flag)
         ckpt = load_checkpoint(args.ckpt)
         holdout = ckpt["args"].get("holdout", 1000)
-        if ckpt.get("split") and args.data != "cifar10" and heldout_problem(ckpt["split"], args.data, holdout):
-            raise ValueError(heldout_problem(ckpt["split"], args.data, holdout))
+        problem = ckpt.get("split") and args.data != "cifar10" and heldout_problem(ckpt["split"], args.data, holdout)
+        if problem:
+            raise ValueError(problem)
         # the checkpoint's own held-out split: images it was never trained on
         y_train, classes = load_labels(args.data, "train", holdout)
         y_test, _ = load_labels(args.data, "heldout", holdout)

@@ -217,3 +217,15 @@ def test_make_assignment_leaves_a_users_partial_folder_alone(tmp_path):
     make_assignment.make(str(tmp_path / "hw"), [1])
     assert (mine / "notes.txt").read_text() == "mine" and (tmp_path / "hw" / "schedules.py").exists()
     assert sorted(os.listdir(tmp_path)) == ["hw", "hw.partial"]
+
+
+def test_the_new_tools_refuse_bad_input_in_one_sentence(tiny_ckpt, tmp_path):
+    from tools import same_numbers, ship
+    assert "is not a checkout of this repository" in exits_with(same_numbers.main, ["--repo", str(tmp_path)])
+    (tmp_path / "bad.json").write_text("{not json")
+    assert "is not a fingerprint file" in exits_with(same_numbers.main, ["--compare", str(tmp_path / "bad.json"),
+                                                                         str(tmp_path / "missing.json")])
+    assert "--images needs --data" in exits_with(ship.main, ["--ckpt", tiny_ckpt, "--out", str(tmp_path / "s.pt"),
+                                                             "--images", str(tmp_path / "h.npz")])
+    assert "would overwrite --ckpt" in exits_with(ship.main, ["--ckpt", tiny_ckpt, "--out", tiny_ckpt])
+    assert not os.path.exists(tmp_path / "s.pt")  # nothing written before the refusal

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from plumbing.checkpoint import weights_digest
+from plumbing.cli import check_output, write_all
 
 BASE = ["--preset", "cpu", "--image-size", "16", "--base-channels", "16", "--channel-mult", "1,2",
         "--enc-channel-mult", "1,2", "--num-res-blocks", "1", "--enc-num-res-blocks", "1", "--z-dim", "32",
@@ -74,7 +75,8 @@ def fingerprint(repo: str, name: str, flags: list, data: str, out: str) -> dict:
         cmd = [sys.executable, "-c", RANDOM_LPIPS, *cmd[2:]]
     p = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     if p.returncode:
-        raise SystemExit(f"error: {name} failed in {repo}:\n{p.stderr[-2000:]}")
+        last = [line for line in p.stderr.splitlines() if line.strip()][-1:] or ["no message"]
+        raise SystemExit(f"error: the {name} run failed in {repo} (exit {p.returncode}): {last[0]}")
     ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True, map_location="cpu")
     lines = [json.loads(line) for line in open(os.path.join(out, "log.jsonl"))]
     grids = sorted(os.listdir(os.path.join(out, "samples")))
@@ -92,7 +94,11 @@ def main(argv=None):
     p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two fingerprint files instead")
     args = p.parse_args(argv)
     if args.compare:
-        a, b = (json.load(open(f)) for f in args.compare)
+        try:
+            a, b = (json.load(open(f)) for f in args.compare)
+        except (OSError, ValueError) as e:
+            sys.exit(f"error: --compare: {e.filename if isinstance(e, OSError) else 'a file'} is not a fingerprint "
+                     f"file written by --json ({type(e).__name__})")
         same = True
         for name in (k for k in a if isinstance(a[k], dict)):
             ok = name in b and a[name] == {k: v for k, v in b[name].items() if k in a[name]}
@@ -101,6 +107,12 @@ def main(argv=None):
         print("bit-identical" if same else "NOT bit-identical")
         sys.exit(0 if same else 1)
     repo = os.path.abspath(args.repo)
+    if not os.path.isfile(os.path.join(repo, "train.py")):
+        sys.exit(f"error: --repo {args.repo} is not a checkout of this repository (no train.py in it)")
+    try:
+        check_output(args.json, "--json")  # before minutes of training, not after
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     result = {"cpu": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
         data = image_folder(os.path.join(tmp, "images"))
@@ -108,9 +120,7 @@ def main(argv=None):
             result[name] = fingerprint(repo, name, RUNS[name], data, os.path.join(tmp, name))
             print(f"{name:18s} final loss {result[name]['losses'][-1]}  ema {result[name]['ema'][:12]}", flush=True)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        write_all({args.json: lambda f: f.write(json.dumps(result, indent=1).encode())})
 
 
 if __name__ == "__main__":
