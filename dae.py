@@ -22,9 +22,11 @@ Options of the related papers (../shared/PAPERS.md):
   Scale equivariance (Skorokhodov et al. 2025, "Diffusability"; spatial latents only):
       L_SE = d(Down_s(x_0), Dec(Down_s(z))), Down_s = s x s average pooling, s drawn from se_scales per batch,
       added as se_weight * L_SE. Their decoder is deterministic; a diffusion decoder's "Dec" here is its
-      one-step x0_hat from x_t = alpha_t Down_s(y_0) + sigma_t eps at the same t as the main term (so t = 1,
-      a plain decoder, in phase 1), and d is the mean-squared error in data space (our reading; the paper
-      leaves both open for diffusion decoders).
+      one-step x0_hat from x_t = alpha_t Down_s(y_0) + sigma_t eps at t = 1 (se_t '1', the default): x_t is
+      then pure noise, so the term can only be met through Down_s(z), the decoder used as a plain decoder.
+      se_t 'same' takes the main term's t instead (the reading before; at small t the decoder meets it by
+      denoising Down_s(y_0) whatever Down_s(z) holds: RESULTS.md, "Scale equivariance"). d is the
+      mean-squared error in data space (our reading; the paper leaves both open for diffusion decoders).
   LPIPS (epsilon-VAE, DGAE) and adversarial trajectory matching (epsilon-VAE): terms on the one-step
       x0_hat (one_step_x0 of the Prediction the loss returns) that train.py's loop adds.
 """
@@ -53,6 +55,7 @@ class DAEConfig:
     gamma: float = 1.0             # epsilon-VAE's noise scaling (they use 0.6); 1 = none
     se_weight: float = 0.0         # Diffusability's lambda of the scale-equivariance term; 0 = none
     se_scales: tuple = (2,)        # downsampling factors s of that term (the paper: 2x or 4x)
+    se_t: str = "1"                # that term's decode: at t = 1 (from Down_s(z) alone), or 'same' t as the loss
 
     def to_dict(self) -> dict:
         """Plain types only, so that checkpoints load with torch.load(weights_only=True)."""
@@ -62,7 +65,9 @@ class DAEConfig:
     def from_dict(d: dict) -> "DAEConfig":
         known = {f.name for f in fields(UNetConfig)}
         net = {k: tuple(v) if isinstance(v, list) else v for k, v in d["net"].items() if k in known}
-        return DAEConfig(**{**d, "net": UNetConfig(**net), "se_scales": tuple(d.get("se_scales", (2,)))})
+        # a checkpoint written before se_t decoded the SE term at the loss's own t
+        return DAEConfig(**{**d, "net": UNetConfig(**net), "se_scales": tuple(d.get("se_scales", (2,))),
+                            "se_t": d.get("se_t", "same")})
 
 
 def check_se(cfg: DAEConfig) -> None:
@@ -70,6 +75,8 @@ def check_se(cfg: DAEConfig) -> None:
     of H/s that the UNet's downsamplings divide."""
     if cfg.se_weight < 0:
         raise ValueError(f"the scale-equivariance weight (--se-weight) must be >= 0, got {cfg.se_weight}")
+    if cfg.se_t not in ("1", "same"):
+        raise ValueError(f"--se-t must be 1 or same, got {cfg.se_t!r}")
     if cfg.se_weight == 0:
         return
     net = cfg.net
@@ -148,8 +155,11 @@ class DiffusionAutoencoder(nn.Module):
         return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1) / per_value
 
     def se_loss(self, x0, z, t, s: int, noise=None) -> torch.Tensor:
-        """L_SE = || x0_hat(Down_s(z)) - Down_s(x_0) ||^2 with the one-step x0_hat at time t (module docstring)."""
+        """L_SE = || x0_hat(Down_s(z)) - Down_s(x_0) ||^2 with the one-step x0_hat at t = 1, or at the loss's t
+        (cfg.se_t; module docstring)."""
         x0_s, z_s = F.avg_pool2d(x0, s), F.avg_pool2d(z, s)                      # (B, C, H/s, W/s), (B, c, h/s, w/s)
+        if self.cfg.se_t == "1":  # x_t is pure noise: only Down_s(z) can tell the decoder what Down_s(x_0) is
+            t = torch.ones_like(t)
         alpha, sigma = (bcast(a, x0_s) for a in self.schedule.alpha_sigma(t))
         x_t = alpha * self.to_diffusion(x0_s) + sigma * (noise or gaussian)(x0_s)
         y0_hat, _ = self.predict(x_t, t, z_s)

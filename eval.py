@@ -9,7 +9,10 @@ K1 = 0.01, K2 = 0.03, per channel and pixel, then the mean over images):
     psnr, ssim  ours, kept for every older table: images rounded to uint8, PSNR = 10 log10(255^2 / MSE);
          SSIM at valid positions only (scikit-image's crop: 22 x 22 of a 32 x 32 image), so it reads lower.
     sharpness  high-frequency DCT energy of the reconstructions over that of the originals (spectrum.py):
-         1 = as detailed as the data, < 1 blurrier. Not FID.
+         1 = as detailed as the data, < 1 blurrier (noise raises it too).
+    fd_classifier  the Fréchet distance between originals and reconstructions in the features of the repo's
+         own CIFAR-10 classifier (plumbing/frechet.py): 0 for identical sets, it grows with blur and with noise.
+         Not FID, not comparable with published FIDs; 32 x 32 images only (null otherwise).
 Reconstruction: z = Enc(x_0), x_T random ('stochastic') or DDIM-inverted ('inversion'), DDIM decode.
 
     python eval.py --ckpt runs/dae/ckpt.pt --data PATH --split heldout --n 1000 --steps 50 \
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from plumbing.cli import HelpFormatter, add_source_flags, check_apart, check_output, load_source, write_all
+from plumbing.frechet import WEIGHTS, fd_classifier, load_classifier
 from plumbing.run_folder import refuse_busy
 from data import to_float, to_uint8
 from sample import reconstruct
@@ -144,6 +148,8 @@ def main(argv=None):
                    help="x_T random, or DDIM-inverted from the image")
     p.add_argument("--batch-size", type=int, default=250, help="images per batch")
     p.add_argument("--fid", action="store_true", help="also FID between originals and reconstructions (pytorch-fid)")
+    p.add_argument("--classifier", default=WEIGHTS, help="the classifier of fd_classifier "
+                   "(tools/train_classifier.py; default: the committed models/classifier.pt)")
     p.add_argument("--json", help="write the figures and the protocol to this JSON file")
     p.add_argument("--save", help="write uint8 originals and reconstructions to this .npz")
     p.add_argument("--grid", help="write a comparison grid (originals above reconstructions) to this PNG")
@@ -155,9 +161,12 @@ def main(argv=None):
             check_output(getattr(args, flag), "--" + flag)
         check_apart({f"--{k}": getattr(args, k) for k in ("json", "save", "grid")}, {"--ckpt": args.ckpt, "--data": args.data})
         refuse_busy([args.json, args.save, args.grid])
+        classifier = load_classifier(args.classifier)
         ckpt, model, images = load_source(args)
         device = next(model.parameters()).device
         inception_net = inception(device) if args.fid else None
+        if tuple(images.shape[1:]) != (3, 32, 32):  # its features mean nothing at other sizes
+            classifier = None
         a = ckpt["args"]
         results, recons = [], {}
         for steps in args.steps:  # the same x_T (one seed) for every step count
@@ -172,6 +181,7 @@ def main(argv=None):
                       "psnr": float(p_img.mean()), "ssim": float(s_img.mean()),
                       "psnr_std": float(p_img.std()), "ssim_std": float(s_img.std()),
                       "sharpness": sharpness(images, recon),
+                      "fd_classifier": fd_classifier(classifier, images, recon) if classifier else None,
                       "mode": args.mode, "steps": steps, "time_grid": args.time_grid, "n": len(images),
                       "seed": args.seed, "weights": args.weights, "checkpoint": args.ckpt, "data": args.data,
                       "split": args.split, "holdout": args.holdout, "schedule": a["schedule"], "pred": a["pred"],
@@ -186,6 +196,7 @@ def main(argv=None):
             print(f"DiffAE's convention: PSNR {result['psnr_diffae']:.2f} dB  SSIM {result['ssim_diffae']:.4f} | "
                   f"ours (uint8, valid SSIM): PSNR {result['psnr']:.2f}  SSIM {result['ssim']:.4f} | "
                   f"sharpness {result['sharpness']:.3f}"
+                  + (f"  FD (repo classifier, not FID) {result['fd_classifier']:.2f}" if classifier else "")
                   + (f"  FID {result['fid']:.2f}" if "fid" in result else "")
                   + f"  ({args.mode}, {steps} DDIM steps, {len(images)} images of {args.data} [{args.split}], "
                     f"{args.weights} weights, {seconds:.0f} s)", flush=True)

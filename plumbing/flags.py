@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--se-weight", type=float, default=0.0, help="> 0: Diffusability's scale-equivariance term "
                    "with this weight (spatial latents; dae.py)")
     p.add_argument("--se-scales", type=ints, default=(2,), help="its downsampling factors, e.g. 2,4 (one drawn per batch)")
+    p.add_argument("--se-t", choices=["1", "same"], default="1", help="its decode: at t = 1, from Down_s(z) alone, "
+                   "or at the loss's own t ('same': the reading before, met by denoising at small t)")
     p.add_argument("--adv-weight", type=float, help=from_recipe(
         "> 0: adversarial trajectory matching with this weight on the decoder's term", "adv_weight"))
     p.add_argument("--r1-weight", type=float, default=1.0, help="R1 penalty weight of the discriminator")
@@ -226,7 +228,7 @@ def model_config(args) -> DAEConfig:
                      latent_channels=args.latent_channels, latent_down=args.latent_down)
     return DAEConfig(net=net, schedule=args.schedule, pred=args.pred, t_sampler=args.t_sampler,
                      t_mean=args.t_mean, t_std=args.t_std, kl_weight=args.kl_weight, gamma=args.gamma,
-                     se_weight=args.se_weight, se_scales=tuple(args.se_scales))
+                     se_weight=args.se_weight, se_scales=tuple(args.se_scales), se_t=args.se_t)
 
 
 def plain_args(args) -> dict:
@@ -241,6 +243,8 @@ def merge_resume_args(args, saved: dict, data_may_move: bool = False):
     another path (the folder was moved; the run folder then checks its contents against the record)."""
     if "amp" in saved:  # checkpoints written before --precision
         saved = {**{k: v for k, v in saved.items() if k != "amp"}, "precision": "bf16" if saved["amp"] else "fp32"}
+    if "se_scales" in saved and "se_t" not in saved:  # checkpoints written before --se-t decoded at the loss's t
+        saved = {**saved, "se_t": "same"}
     clashes = []
     for k in args.explicit:
         mine = list(getattr(args, k)) if isinstance(getattr(args, k), tuple) else getattr(args, k)

@@ -55,8 +55,10 @@ RECIPE_VARIANTS = {
     "3-epsvae-no-lpips": (["--recipe", "epsvae", "--lpips-weight", "0"], "1,3,50", ["--time-grid", "reversed-log"]),
     "4-dgae-no-lpips": (["--recipe", "dgae", "--lpips-weight", "0"], "1,3,50", []),
     "5-paper-spatial": (PAPER_SPATIAL, "1,3,50", []),
-    # Diffusability's scale-equivariance term on row 5's latent (2x, lambda 0.25: our choice, the paper's is unverified)
-    "6-paper-spatial-se0.25": (PAPER_SPATIAL + ["--se-weight", "0.25"], "1,3,50", []),
+    # Diffusability's scale-equivariance term on row 5's latent (2x, lambda 0.25: our choice, the paper's is unverified),
+    # decoded at the main term's t (row 6: the reading before --se-t) and at t = 1, from Down_s(z) alone (row 7)
+    "6-paper-spatial-se0.25": (PAPER_SPATIAL + ["--se-weight", "0.25", "--se-t", "same"], "1,3,50", []),
+    "7-paper-spatial-se0.25-t1": (PAPER_SPATIAL + ["--se-weight", "0.25", "--se-t", "1"], "1,3,50", []),
 }
 TWO_PHASE = ["--schedule", "sc4", "--pred", "v", "--phase1-frac", "0.25"]
 DECODING_STEPS = "1,2,5,10,20,50,100"
