@@ -91,3 +91,10 @@ def test_train_classifier_end_to_end_and_its_bad_input(image_folder, tmp_path):
                            (["--out", str(tmp_path)], "is a folder")]:
         code, _, err = run_cli("tools/train_classifier.py", "--data", image_folder, "--out", str(out), *flags)
         assert code != 0 and message in err and "Traceback" not in err, err
+
+
+def test_fd_anchors_bad_input(image_folder, tmp_path):
+    for flags, message in [(["--n", "1"], "--n must be at least 2"), (["--classifier", str(tmp_path / "none.pt")], "no classifier at"),
+                           (["--json", str(tmp_path)], "is a folder")]:
+        code, _, err = run_cli("tools/fd_anchors.py", "--data", image_folder, "--json", str(tmp_path / "a.json"), *flags)
+        assert code != 0 and message in err and "Traceback" not in err, err
