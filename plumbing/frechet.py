@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from data import to_float
+
 WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "classifier.pt")
 
 
@@ -77,8 +79,7 @@ def features(net: Classifier, images_u8: torch.Tensor, batch_size: int = 500) ->
     out = []
     with torch.inference_mode():
         for i in range(0, len(images_u8), batch_size):
-            x = images_u8[i:i + batch_size].float() / 127.5 - 1.0
-            out.append(net.features(x).double())
+            out.append(net.features(to_float(images_u8[i:i + batch_size])).double())
     return torch.cat(out).numpy()
 
 
@@ -103,7 +104,7 @@ def fd_classifier(net: Classifier, real_u8: torch.Tensor, fake_u8: torch.Tensor)
 
 def accuracy(net: Classifier, images_u8: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.inference_mode():
-        logits = torch.cat([net(images_u8[i:i + 500].float() / 127.5 - 1.0) for i in range(0, len(images_u8), 500)])
+        logits = torch.cat([net(to_float(images_u8[i:i + 500])) for i in range(0, len(images_u8), 500)])
     return float((logits.argmax(1) == labels).float().mean())
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from data import load_images, load_labels
+from data import load_images, load_labels, to_float
 from plumbing.cli import HelpFormatter, check_apart, check_numbers, check_output, write_all
 from plumbing.device import device_model, pick_precision
 from plumbing.frechet import Classifier, accuracy
@@ -84,7 +84,7 @@ def main(argv=None):
         lr = args.lr * min((step + 1) / warm, (total - step) / (total - warm))
         for group in opt.param_groups:
             group["lr"] = lr
-        x = augment(x_train[idx].float() / 127.5 - 1.0, g)
+        x = augment(to_float(x_train[idx]), g)
         with torch.autocast("cpu", torch.bfloat16, enabled=precision == "bf16"):
             loss = F.cross_entropy(net(x).float(), y_train[idx], label_smoothing=0.1)
         opt.zero_grad(set_to_none=True)
