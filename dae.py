@@ -117,11 +117,10 @@ class DiffusionAutoencoder(nn.Module):
         # phase 1: t = 1, so x_t is pure noise and the decoder must get everything from z
         if n_phase1 > 0:
             t[:n_phase1] = 1.0
-        alpha, sigma = (bcast(a, x0) for a in self.schedule.alpha_sigma(t))
         y0 = self.to_diffusion(x0)
-        # forward process: x_t = alpha_t y_0 + sigma_t eps  (y_0 = x_0 unless gamma != 1)
-        x_t = alpha * y0 + sigma * eps
         # END EXERCISE 4
+        alpha, sigma = (bcast(a, x0) for a in self.schedule.alpha_sigma(t))
+        x_t = self.diffuse(y0, eps, t)
         target = make_target(self.cfg.pred, y0, eps, alpha, sigma, self.schedule.is_rf)
         mu, logvar = self.posterior(x0)  # logvar is None unless the latent is DGAE's Gaussian
         z = mu if logvar is None else self.reparameterise(mu, logvar, noise)
@@ -160,8 +159,7 @@ class DiffusionAutoencoder(nn.Module):
         x0_s, z_s = F.avg_pool2d(x0, s), F.avg_pool2d(z, s)                      # (B, C, H/s, W/s), (B, c, h/s, w/s)
         if self.cfg.se_t == "1":  # x_t is pure noise: only Down_s(z) can tell the decoder what Down_s(x_0) is
             t = torch.ones_like(t)
-        alpha, sigma = (bcast(a, x0_s) for a in self.schedule.alpha_sigma(t))
-        x_t = alpha * self.to_diffusion(x0_s) + sigma * (noise or gaussian)(x0_s)
+        x_t = self.diffuse(self.to_diffusion(x0_s), (noise or gaussian)(x0_s), t)
         y0_hat, _ = self.predict(x_t, t, z_s)
         return F.mse_loss(self.to_data(y0_hat).float(), x0_s.float())
 
@@ -176,6 +174,14 @@ class DiffusionAutoencoder(nn.Module):
     def encode(self, x0: torch.Tensor) -> torch.Tensor:
         """The latent used for reconstruction: z = Enc(x_0), the mean for a KL latent."""
         return self.posterior(x0)[0]
+
+    def diffuse(self, y0, eps, t):
+        """The forward process at time t (a (B,) tensor), in the diffusion's space."""
+        alpha, sigma = (bcast(a, y0) for a in self.schedule.alpha_sigma(t))
+        # BEGIN EXERCISE 4
+        # x_t = alpha_t y_0 + sigma_t eps
+        return alpha * y0 + sigma * eps
+        # END EXERCISE 4
 
     def to_diffusion(self, x0):
         """Data -> the space the diffusion runs in: y_0 = gamma x_0."""

@@ -1,4 +1,3 @@
-import json
 import os
 import signal
 import subprocess
@@ -15,20 +14,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--preset", "cpu", "--image-size", "16", "--base-channels", "16", "--channel-mult", "1,2",
               "--enc-channel-mult", "1,2", "--num-res-blocks", "1", "--enc-num-res-blocks", "1", "--z-dim", "32",
               "--z-map-channels", "4", "--batch-size", "8", "--warmup", "0", "--holdout", "8", "--device", "cpu"]
-
-
-def pytest_collection_modifyitems(items):
-    """`pytest -m exercises` selects the tests of every exercise of make_assignment.py. With
-    EXERCISE_MAP=FILE set, the collection also writes {test id: [exercise numbers]} to FILE (for its tests)."""
-    found = {}
-    for item in items:
-        ks = sorted({int(m.name[8:]) for m in item.iter_markers() if m.name[8:].isdigit() and m.name[:8] == "exercise"})
-        if ks:
-            item.add_marker(pytest.mark.exercises)
-            found[item.nodeid] = ks
-    if os.environ.get("EXERCISE_MAP"):
-        with open(os.environ["EXERCISE_MAP"], "w") as f:
-            json.dump(found, f)
 
 
 @pytest.fixture(scope="session")

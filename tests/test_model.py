@@ -41,9 +41,6 @@ def test_output_conv_zero_initialised():
     assert torch.equal(m(x, torch.rand(2), m.encode(x)), torch.zeros_like(x))
 
 
-@pytest.mark.exercise1
-@pytest.mark.exercise2
-@pytest.mark.exercise4
 def test_paper_network_size_and_one_step():
     """The paper preset: DDPM's CIFAR-10 UNet (35.7M) as decoder + its down path as encoder."""
     from plumbing import flags
@@ -57,10 +54,9 @@ def test_paper_network_size_and_one_step():
     assert torch.isfinite(loss) and all(torch.isfinite(p).all() for p in m.parameters())
 
 
-@pytest.mark.exercise4
 def test_phase1_examples_get_t_equal_1(monkeypatch):
     """The first n_phase1 examples of a batch are trained at t = 1, the others at sampled t. (The linear
-    schedule and x0-prediction keep this test free of exercises 1-3.)"""
+    schedule and x0-prediction keep this test free of the schedules.py exercises.)"""
     m = tiny(pred="x0", schedule="linear")
     seen = {}
     original = m.decoder.forward
@@ -76,9 +72,6 @@ def test_phase1_examples_get_t_equal_1(monkeypatch):
     assert (seen["t"] < 1).all()
 
 
-@pytest.mark.exercise1
-@pytest.mark.exercise2
-@pytest.mark.exercise4
 def test_phase1_v_loss_is_autoencoder_loss():
     """At t = 1 with v-prediction the loss is || f(eps, 1, z) + x_0 ||^2: x_t carries nothing of x_0."""
     m = tiny()

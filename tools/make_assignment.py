@@ -1,18 +1,18 @@
 """Cut a course assignment out of this repository: a student copy whose key functions are exercises,
-graded by the repo's own tests.
+graded with points by course/grade.py.
 
-The solution is this repository. Each exercise is a block of its code between two comment lines,
+The solution is this repository. Each exercise is one or more blocks of its code between two comment lines,
     # BEGIN EXERCISE k
     ...the solution...
     # END EXERCISE k
 (a reader who ignores them reads the code as it is). The student copy replaces each chosen block by
     # Exercise k: <what> -- <equation>. Hint: <hint>
     raise NotImplementedError("Exercise k: <what> ...")
-drops the markers of the exercises not chosen, and puts a student page in front of README.md.
-Tests marked @pytest.mark.exercise<k> grade exercise k (pytest -m exercise3), and every one of them
-fails with a message naming its exercise while the exercise is a stub. Where it could be done, a test
-does not need an earlier exercise (the DDIM tests bring their own schedule); DDIM inversion (6) is
-made of DDIM steps (5), so its tests need both.
+and drops the markers of the exercises not chosen. Its README is the student page alone; it holds
+grade.py and graded/test_exercise<k>.py (course/graded: each exercise's tests need no other exercise),
+and none of the instructors' files (this script, course/'s answers, hidden tests and mutants, TEACHING.md,
+the CI script). The copy is refused, and nothing written, if any solution is found in any of its files
+(course/leaks.py), names renamed or not.
 
     python -m tools.make_assignment --out ../hw-dae                  # all eight exercises
     python -m tools.make_assignment --out ../hw-dae --exercises 1,5,8
@@ -26,6 +26,8 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+from course import leaks
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository, above tools/
 BEGIN = re.compile(r"^(\s*)# BEGIN EXERCISE (\d+)\s*$")
 END = re.compile(r"^\s*# END EXERCISE (\d+)\s*$")
@@ -37,33 +39,55 @@ class Exercise:
     what: str
     equation: str
     hint: str
+    minutes: int = 20
+    questions: tuple = ()
 
 
 EXERCISES = {
     1: Exercise("schedules.py", "alpha_t and sigma_t of the shifted-cosine schedule SC-S (Schedule.alpha_sigma)",
                 "Khungurn et al. 2025 §3: logsnr(t) = -2 ln tan(pi t / 2) + 2 ln S, alpha^2 + sigma^2 = 1",
-                "alpha^2 = sigmoid(logsnr); write it without tan so that alpha(1) is exactly 0 and nothing is NaN"),
+                "alpha^2 = sigmoid(logsnr); write it without tan so that alpha(1) is exactly 0 and nothing is NaN", 30,
+                ("What does a shift S > 1 do to the log-SNR at every t, and why does that suit the paper's phase 2?",
+                 "Why must alpha(1) be exactly 0 for phase 1?")),
     2: Exercise("schedules.py", "the v-prediction target of a variance-preserving schedule (make_target)",
-                "Salimans & Ho 2022: v = alpha eps - sigma x_0", "alpha and sigma are already broadcast to x_0's shape"),
+                "Salimans & Ho 2022: v = alpha eps - sigma x_0", "alpha and sigma are already broadcast to x_0's shape", 10,
+                ("What is v at t = 1, and why can an eps-predicting network not learn phase 1 (t = 1 only)?",)),
     3: Exercise("schedules.py", "x0_hat and eps_hat from a v-prediction (to_x0_eps)",
                 "invert v = alpha eps - sigma x_0 and x_t = alpha x_0 + sigma eps, using alpha^2 + sigma^2 = 1",
-                "no division is needed"),
-    4: Exercise("dae.py", "the two-phase draw of t and the forward process (DiffusionAutoencoder.loss)",
+                "no division is needed", 20,
+                ("eps-prediction divides by alpha to get x0_hat; what goes wrong near t = 1, where SC-4 puts "
+                 "many of its steps, and why does v avoid it?",)),
+    4: Exercise("dae.py", "the two-phase draw of t and the forward process (DiffusionAutoencoder.loss, .diffuse)",
                 "Khungurn et al. 2025 §3: phase 1 trains at t = 1; x_t = alpha_t y_0 + sigma_t eps, y_0 = gamma x_0",
-                "t and eps are drawn above it; set t = 1 for the first n_phase1 examples, then define alpha, sigma, "
-                "y0 and x_t"),
+                "in loss: t and eps are drawn above; set t = 1 for the first n_phase1 examples and define y0. In "
+                "diffuse: alpha and sigma are computed above; return x_t", 25,
+                ("In phase 1 x_t is pure noise: where must the decoder get the image from, and what does that "
+                 "do to the latent z?", "Which examples of the batch that straddles the phase switch are in "
+                 "phase 1?")),
     5: Exercise("sample.py", "one deterministic DDIM step from t to s (ddim_step)",
                 "Song et al. 2021 eq. 12 with eta = 0: x_s = alpha_s x0_hat + sigma_s eps_hat",
-                "model.predict gives (x0_hat, eps_hat); with clip, clamp x0_hat and recompute eps_hat from it"),
+                "model.predict gives (x0_hat, eps_hat); with clip, clamp x0_hat and recompute eps_hat from it", 25,
+                ("Why recompute eps_hat after clamping x0_hat, instead of keeping the network's?",)),
     6: Exercise("sample.py", "DDIM inversion (ddim_encode)", "Song et al. 2021 §4.3: the DDIM steps run from t = 0 to 1",
-                "walk the decoding grid backwards with ddim_step"),
+                "walk the decoding grid backwards with ddim_step", 15,
+                ("Why do reconstructions from inverted x_T score a higher PSNR than from random x_T, and why does "
+                 "that flatter the model?",)),
     7: Exercise("sample.py", "spherical interpolation of two noise tensors (slerp)",
                 "DiffAE §4: slerp(a, b; w) = [sin((1 - w) theta) a + sin(w theta) b] / sin(theta), theta = angle(a, b)",
-                "per example over the flattened tensors; fall back to lerp when theta is tiny"),
-    8: Exercise("eval.py", "SSIM of two uint8 image batches (ssim)",
+                "per example over the flattened tensors; fall back to lerp when theta is tiny", 20,
+                ("What is the norm of lerp(a, b; 0.5) for two independent Gaussian noise tensors, and why does "
+                 "the decoder care?",)),
+    8: Exercise("eval.py", "SSIM of two image batches (ssim)",
                 "Wang et al. 2004: (2 mu_x mu_y + C1)(2 cov_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(var_x + var_y + C2))",
-                "local statistics with gaussian_window() as a separable filter per channel, valid positions only"),
+                "local statistics with gaussian_window() as a separable filter per channel; padding 0 keeps valid "
+                "positions only, padding p zero-pads the image by p", 40,
+                ("On 32 x 32 images, how many positions does the valid-only SSIM average over, and why does "
+                 "the zero-padded convention (DiffAE's) read higher on a blurred image?",)),
 }
+# what a student copy leaves out: the instructors' files
+INSTRUCTOR_ONLY = ("tools/make_assignment.py", "tests/test_assignment.py", "TEACHING.md")
+INSTRUCTOR_FOLDERS = ("course/", ".ci/")
+STRETCH_DB, STRETCH_TOLERANCE = 26.66, 0.5  # results/shipped/small-fp32.json, psnr_diffae at 10 steps
 
 
 def blocks(text: str, path: str) -> list:
@@ -93,7 +117,7 @@ def student_version(text: str, path: str, chosen: set) -> str:
         if k in chosen:
             e = EXERCISES[k]
             out += [f"{indent}# Exercise {k}: {e.what} -- {e.equation}. Hint: {e.hint}.",
-                    f'{indent}raise NotImplementedError("Exercise {k}: {e.what} (pytest -m exercise{k} checks it)")']
+                    f'{indent}raise NotImplementedError("Exercise {k}: {e.what} (python grade.py --exercise {k} checks it)")']
         else:
             out += lines[first + 1:end]
         last = end + 1
@@ -118,44 +142,75 @@ def repo_files() -> list:
 
 
 def student_page(chosen: list) -> str:
-    rows = "\n".join(f"| {k} | `{EXERCISES[k].file}` | {EXERCISES[k].what} | {EXERCISES[k].equation} |"
-                     f" `pytest -m exercise{k}` |" for k in chosen)
+    rows = "\n".join(f"| {k} | `{EXERCISES[k].file}` | {EXERCISES[k].what} | {EXERCISES[k].minutes} min |"
+                     f" `python grade.py --exercise {k}` |" for k in chosen)
+    parts = []
+    for k in chosen:
+        e = EXERCISES[k]
+        questions = "\n".join(f"- {q}" for q in e.questions)
+        parts.append(f"### Exercise {k}: {e.what}\n\nIn `{e.file}`. Implement: {e.equation}.\n"
+                     f"Hint: {e.hint}.\nCheck it: `python grade.py --exercise {k}` (its tests are "
+                     f"`graded/test_exercise{k}.py`).\n\nQuestions to answer in your own words:\n{questions}\n")
+    sections = "\n".join(parts)
     return f"""# Assignment: diffusion autoencoders
 
-This is a working repository with {len(chosen)} function bodies cut out. Each one raises
-`NotImplementedError("Exercise k: ...")` where its code belongs; the comment above it says what to
-compute and gives a hint. Implement them in order (later ones mostly do not need earlier ones), and
-check each with its tests:
+This is a working PyTorch repository of a diffusion autoencoder (Khungurn et al. 2025, "Revisiting
+Diffusion Autoencoder Training for Image Reconstruction Quality": an encoder gives a latent z, a UNet
+decoder trained as a diffusion model reconstructs the image from z) with {len(chosen)} function bodies
+cut out. Each one raises `NotImplementedError("Exercise k: ...")` where its code belongs; the comment
+above it says what to compute and gives a hint. The times are estimates for a student who has read the
+paper's section.
 
-| # | file | what | equation | check |
+## Setup
+
+```bash
+python3 -m venv .venv && . .venv/bin/activate
+pip install -r requirements.txt -r requirements-dev.txt
+python grade.py            # every exercise: a table of points, and results.json
+```
+
+## The exercises
+
+| # | file | what | time | check |
 |---|---|---|---|---|
 {rows}
 
-`pytest -m exercises` runs the tests of every exercise; a test of an unfinished exercise fails with
-a message naming it. When all pass, the whole suite (`python -m pytest`) should pass too.
+Each exercise's tests need none of the others, so work in any order and watch each one turn green.
+`python grade.py` prints, per exercise, the points earned, the tests passed and the first failure in one
+line, and writes `results.json` (Gradescope's format). Your instructor may grade with more tests than
+these. When every exercise passes, the repository's own suite (`python -m pytest`) should pass too.
 
-**Stretch:** train the CPU preset with your code (`python train.py --preset cpu --data DATA --out runs/mine`,
-~15 minutes on a laptop) and evaluate it (`python eval.py --ckpt runs/mine/ckpt.pt --data DATA --split heldout
---n 1000 --steps 50 --json mine.json`); compare its held-out PSNR with the reference in the README below
-(the `4-sc4-v-2phase` row of the ablation table).
+{sections}
+## Stretch goal: train with your own code
 
-The repository's own README follows.
+Train the CPU recipe in fp32 (so that the comparison holds on any CPU; 12-45 minutes depending on the
+CPU) and evaluate it on the 1,000 held-out images, as the reference run did:
 
----
+```bash
+python train.py --preset cpu --recipe small --precision fp32 --data DATA --out runs/mine
+python eval.py --ckpt runs/mine/ckpt.pt --data DATA --split heldout --n 1000 --steps 10 --json runs/mine/eval.json
+```
 
+DATA is the CIFAR-10 training images (`cifar10` downloads them; a folder of images also works). The
+reference reached `psnr_diffae` = {STRETCH_DB:.2f} dB (`results/shipped/small-fp32.json`); yours should land
+within ±{STRETCH_TOLERANCE} dB of it. The tolerance is a judgement, not a measured spread: one seed was run,
+and training on another CPU rounds differently, which acts like another seed. Far below it, one of
+your exercises is wrong in a way the tests did not catch: decode a few images
+(`python sample.py --ckpt runs/mine/ckpt.pt --data DATA --steps 10`) and look.
 """
 
 
 def make(out: str, chosen: list) -> None:
     if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
         raise ValueError(f"--out {out} exists and is not an empty folder: choose a new one")
-    found = {}
-    sources = {}
+    found, sources, solutions = {}, {}, {}
     for f in sorted({e.file for e in EXERCISES.values()}):
         text = open(os.path.join(ROOT, f)).read()
         sources[f] = text
-        for k, *_ in blocks(text, f):
+        lines = text.split("\n")
+        for k, first, last, _ in blocks(text, f):
             found.setdefault(k, set()).add(f)
+            solutions.setdefault(k, []).append("\n".join(lines[first + 1:last]))
     for k, e in EXERCISES.items():
         if found.get(k) != {e.file}:
             raise ValueError(f"exercise {k} should be marked in {e.file}, found in {sorted(found.get(k, []))}")
@@ -163,17 +218,32 @@ def make(out: str, chosen: list) -> None:
     os.makedirs(parent, exist_ok=True)
     # a new folder of our own beside --out (never a name a user's folder could have), renamed at the end
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}-partial-", dir=parent)
-    for f in repo_files():
-        dest = os.path.join(staging, f)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        if f in sources:
-            with open(dest, "w") as fh:
-                fh.write(student_version(sources[f], f, set(chosen)))
-        elif f == "README.md":
-            with open(dest, "w") as fh:
-                fh.write(student_page(chosen) + open(os.path.join(ROOT, f)).read())
-        elif f != "tools/make_assignment.py" and f != "tests/test_assignment.py":  # the solution's tools stay home
-            shutil.copy2(os.path.join(ROOT, f), dest)
+    try:
+        for f in repo_files():
+            if f in INSTRUCTOR_ONLY or f.startswith(INSTRUCTOR_FOLDERS):
+                continue
+            dest = os.path.join(staging, f)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            if f in sources:
+                with open(dest, "w") as fh:
+                    fh.write(student_version(sources[f], f, set(chosen)))
+            elif f == "README.md":
+                with open(dest, "w") as fh:
+                    fh.write(student_page(chosen))
+            else:
+                shutil.copy2(os.path.join(ROOT, f), dest)
+        shutil.copy2(os.path.join(ROOT, "course", "grade.py"), os.path.join(staging, "grade.py"))
+        os.makedirs(os.path.join(staging, "graded"))
+        for k in chosen:
+            shutil.copy2(os.path.join(ROOT, "course", "graded", f"test_exercise{k}.py"), os.path.join(staging, "graded"))
+        hits = leaks.find({k: solutions[k] for k in chosen}, staging)
+        if hits:
+            k, where, what = hits[0]
+            raise ValueError(f"exercise {k}'s solution is in the student copy's {where} ({what}; "
+                             f"{len(hits)} finding(s) in all): no copy written")
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     os.chmod(staging, 0o755)  # mkdtemp's folder is private
     if os.path.isdir(out):
         os.rmdir(out)  # empty, checked above
@@ -204,7 +274,7 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
     print(f"wrote the student copy to {args.out} with exercises {', '.join(map(str, args.exercises)) or 'none'}; "
-          f"grade with: cd {args.out} && python -m pytest -m exercises")
+          f"grade with: cd {args.out} && python grade.py")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 from data import load_images, to_float  # noqa: E402
-from schedules import Schedule  # noqa: E402
+from schedules import Schedule, make_target  # noqa: E402
 
 folder, schedule, n = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else "sc4"), 500
 torch.manual_seed(0)
@@ -19,7 +19,7 @@ x0 = to_float(load_images(folder, "heldout", 1000, 32)[:n])
 t = torch.rand(n)  # phase 2: t ~ U(0, 1)
 alpha, sigma = (a.view(-1, 1, 1, 1) for a in Schedule(schedule).alpha_sigma(t))
 eps = torch.randn_like(x0)
-v = alpha * eps - sigma * x0  # the v target
+v = make_target("v", x0, eps, alpha, sigma, rf=False)  # the v target
 print(json.dumps({
     "schedule": schedule, "images": n, "E_alpha2": (alpha ** 2).mean().item(),
     "loss_v_hat_zero": (v ** 2).mean().item(),                         # predicts nothing
