@@ -63,6 +63,23 @@ def test_student_copy_is_the_students_only(stub_copy, tmp_path, capsys):
     assert "no exercise 9: choose from 1, 2" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
+def test_make_assignment_leaves_a_users_partial_folder_alone(tmp_path):
+    mine = tmp_path / "hw.partial"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    ma.make(str(tmp_path / "hw"), [1])
+    assert (mine / "notes.txt").read_text() == "mine" and (tmp_path / "hw" / "schedules.py").exists()
+    assert sorted(os.listdir(tmp_path)) == ["hw", "hw.partial"]
+
+
+def test_the_copys_own_suite_collects(stub_copy):
+    """The repository's tests in the student copy import nothing the copy lacks (the instructors' files)."""
+    p = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                       cwd=stub_copy, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(stub_copy)})
+    assert p.returncode == 0 and "error" not in p.stdout.strip().split("\n")[-1], p.stdout[-2000:]
+
+
 def test_stretch_goal_names_the_committed_figure():
     record = json.load(open(os.path.join(ROOT, "results", "shipped", "small-fp32.json")))
     assert record["train_precision"] == "fp32" and record["steps"] == 10

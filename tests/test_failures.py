@@ -18,7 +18,7 @@ import sample
 import train
 from conftest import ROOT, TINY_FLAGS, exits_with, run_cli
 from plumbing import checkpoint, device
-from tools import cost, make_assignment
+from tools import cost
 
 TRAIN = [*TINY_FLAGS, "--examples", "16"]
 
@@ -208,15 +208,6 @@ def test_tools_take_help_and_refuse_bad_files(tmp_path, capsys):
     assert e.value.code == 0 and "bench_json" in capsys.readouterr().out
     (tmp_path / "b.json").write_text("{not json")
     assert "cannot read the bench JSON" in exits_with(cost.main, [str(tmp_path / "b.json")])
-
-
-def test_make_assignment_leaves_a_users_partial_folder_alone(tmp_path):
-    mine = tmp_path / "hw.partial"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("mine")
-    make_assignment.make(str(tmp_path / "hw"), [1])
-    assert (mine / "notes.txt").read_text() == "mine" and (tmp_path / "hw" / "schedules.py").exists()
-    assert sorted(os.listdir(tmp_path)) == ["hw", "hw.partial"]
 
 
 def test_the_new_tools_refuse_bad_input_in_one_sentence(tiny_ckpt, tmp_path):

@@ -117,15 +117,17 @@ def table(results, suite="ablation"):
         return steps_table(results, SUITES[suite])
     lines = ["| variant | flags (each with `--preset cpu`: a flattening encoder head, lr 1e-3 with cosine decay, EMA "
              "0.995 with its warm-up, and a vector z also fed as a 16-channel map concatenated to x_t, on top of AdaGN) "
-             "| stochastic PSNR / SSIM (/ sharpness) "
-             "| inversion PSNR / SSIM (/ sharpness) | train time | paper (PSNR / SSIM; DiffAE's convention) |",
+             "| stochastic PSNR / SSIM, DiffAE's convention [ours] (/ sharpness) (fd_classifier) "
+             "| inversion, the same | train time | paper (PSNR / SSIM; DiffAE's convention) |",
              "|---|---|---|---|---|---|"]
     for name, (flags, _, _) in VARIANTS.items():
         path = os.path.join(results, f"{name}.json")
         if not os.path.exists(path):
             continue
         recs = {r["mode"]: r for r in json.load(open(path))}
-        cell = {m: f"{r['psnr']:.2f} / {r['ssim']:.3f}" + (f" / {r['sharpness']:.2f}" if "sharpness" in r else "")
+        cell = {m: (f"{r['psnr_diffae']:.2f} / {r['ssim_diffae']:.3f} " if "psnr_diffae" in r else "— / — ")
+                + f"[{r['psnr']:.2f} / {r['ssim']:.3f}]" + (f" / {r['sharpness']:.2f}" if "sharpness" in r else "")
+                + (f" (fd {r['fd_classifier']:.2f})" if r.get("fd_classifier") is not None else "")
                 + f" ({r['steps']} steps, n = {r['n']})" for m, r in recs.items()}
         minutes = recs["stochastic"]["train_seconds"] / 60
         lines.append(f"| {name} | `{' '.join(flags)}` | {cell['stochastic']} | {cell.get('inversion', '—')} "

@@ -86,7 +86,7 @@ EXERCISES = {
 }
 # what a student copy leaves out: the instructors' files
 INSTRUCTOR_ONLY = ("tools/make_assignment.py", "tests/test_assignment.py", "TEACHING.md")
-INSTRUCTOR_FOLDERS = ("course/", ".ci/")
+INSTRUCTOR_FOLDERS = ("course/", ".ci/", "results/course/")
 STRETCH_DB, STRETCH_TOLERANCE = 26.66, 0.5  # results/shipped/small-fp32.json, psnr_diffae at 10 steps
 
 
@@ -189,14 +189,14 @@ CPU) and evaluate it on the 1,000 held-out images, as the reference run did:
 ```bash
 python train.py --preset cpu --recipe small --precision fp32 --data DATA --out runs/mine
 python eval.py --ckpt runs/mine/ckpt.pt --data DATA --split heldout --n 1000 --steps 10 --json runs/mine/eval.json
+python sample.py --ckpt runs/mine/ckpt.pt --data DATA --steps 10    # grids of reconstructions, to look at
 ```
 
 DATA is the CIFAR-10 training images (`cifar10` downloads them; a folder of images also works). The
 reference reached `psnr_diffae` = {STRETCH_DB:.2f} dB (`results/shipped/small-fp32.json`); yours should land
 within ±{STRETCH_TOLERANCE} dB of it. The tolerance is a judgement, not a measured spread: one seed was run,
 and training on another CPU rounds differently, which acts like another seed. Far below it, one of
-your exercises is wrong in a way the tests did not catch: decode a few images
-(`python sample.py --ckpt runs/mine/ckpt.pt --data DATA --steps 10`) and look.
+your exercises is wrong in a way the tests did not catch: look at the grids.
 """
 
 
