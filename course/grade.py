@@ -52,7 +52,8 @@ def run_tests(submission: str, files: list) -> list:
         xml, ini = os.path.join(tmp, "junit.xml"), os.path.join(tmp, "pytest.ini")
         with open(ini, "w") as f:  # the submission's modules come first, whichever folder the tests are in
             f.write(f"[pytest]\npythonpath = {os.path.abspath(submission)}\n")
-        env = {**os.environ, "PYTHONPATH": os.path.abspath(submission), "OMP_NUM_THREADS": "1"}  # small tests: one thread
+        # the submission's modules; small tests, one thread each
+        env = {**os.environ, "PYTHONPATH": os.path.abspath(submission), "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", ini, "--rootdir", submission,
                "-o", "junit_family=xunit1", f"--junitxml={xml}", *files]  # xunit1: each test names its file
         subprocess.run(cmd, cwd=submission, env=env, capture_output=True, text=True, timeout=TIMEOUT)

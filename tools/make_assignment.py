@@ -158,8 +158,8 @@ This is a working PyTorch repository of a diffusion autoencoder (Khungurn et al.
 Diffusion Autoencoder Training for Image Reconstruction Quality": an encoder gives a latent z, a UNet
 decoder trained as a diffusion model reconstructs the image from z) with {len(chosen)} function bodies
 cut out. Each one raises `NotImplementedError("Exercise k: ...")` where its code belongs; the comment
-above it says what to compute and gives a hint. The times are estimates for a student who has read the
-paper's section.
+above it says what to compute and gives a hint. The times are our rough guesses for a student who has
+read the paper's section.
 
 ## Setup
 
