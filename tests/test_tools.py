@@ -23,14 +23,17 @@ def test_bench_table_prints_the_committed_results(capsys):
     assert "| `results/bench-cpu.json` | cpu | cpu | fp32 | 32 | 4.44M |" in out and "| bf16 |" in out
 
 
-def test_ablation_table_shows_sharpness_where_the_record_has_it(tmp_path):
+def test_ablation_table_shows_both_conventions_sharpness_and_fd_where_the_record_has_them(tmp_path):
     results = tmp_path / "ablation"
     results.mkdir()
     record = dict(psnr=24.0, ssim=0.8, steps=10, n=4, train_seconds=60.0)
     (results / "6-small-spatial-sc1.json").write_text(json.dumps([{**record, "mode": "stochastic", "sharpness": 0.7},
                                                                    {**record, "mode": "inversion"}]))
-    row = experiments.table(str(results)).splitlines()[-1]
-    assert "| 24.00 / 0.800 / 0.70 (10 steps, n = 4) | 24.00 / 0.800 (10 steps, n = 4) | 1.0 min |" in row
+    (results / "4-sc4-v-2phase.json").write_text(json.dumps([{**record, "mode": "stochastic", "psnr_diffae": 24.01,
+                                                               "ssim_diffae": 0.85, "fd_classifier": 5.261}]))
+    old, new = experiments.table(str(results)).splitlines()[-1], experiments.table(str(results)).splitlines()[-2]
+    assert "| — / — [24.00 / 0.800] / 0.70 (10 steps, n = 4) | — / — [24.00 / 0.800] (10 steps, n = 4) | 1.0 min |" in old
+    assert "| 24.01 / 0.850 [24.00 / 0.800] (fd 5.26) (10 steps, n = 4) | — | 1.0 min | 30.35 / 0.955 |" in new
 
 
 def test_figures_refuses_a_file_as_out_and_says_what_it_skips(tmp_path, capsys):
