@@ -120,7 +120,7 @@ class DiffusionAutoencoder(nn.Module):
         y0 = self.to_diffusion(x0)
         # END EXERCISE 4
         alpha, sigma = (bcast(a, x0) for a in self.schedule.alpha_sigma(t))
-        x_t = self.diffuse(y0, eps, t)
+        x_t = self.diffuse(y0, eps, t)  # the forward process: x_t = alpha_t y_0 + sigma_t eps
         target = make_target(self.cfg.pred, y0, eps, alpha, sigma, self.schedule.is_rf)
         mu, logvar = self.posterior(x0)  # logvar is None unless the latent is DGAE's Gaussian
         z = mu if logvar is None else self.reparameterise(mu, logvar, noise)

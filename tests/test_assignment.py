@@ -56,7 +56,7 @@ def test_student_copy_is_the_students_only(stub_copy, tmp_path, capsys):
     for gone in [*ma.INSTRUCTOR_ONLY, "course", ".ci"]:
         assert not (out / gone).exists(), f"{gone} is an instructor's file"
     # an existing folder is never written into; an unknown exercise is one sentence
-    with pytest.raises(SystemExit, match="not an empty folder"):
+    with pytest.raises(SystemExit, match="not an empty folder.*--overwrite"):
         ma.main(["--out", str(out)])
     with pytest.raises(SystemExit):
         ma.main(["--out", str(tmp_path / "x"), "--exercises", "9"])
@@ -70,6 +70,20 @@ def test_make_assignment_leaves_a_users_partial_folder_alone(tmp_path):
     ma.make(str(tmp_path / "hw"), [1])
     assert (mine / "notes.txt").read_text() == "mine" and (tmp_path / "hw" / "schedules.py").exists()
     assert sorted(os.listdir(tmp_path)) == ["hw", "hw.partial"]
+
+
+def test_overwrite_moves_the_old_folder_aside_and_deletes_nothing(tmp_path, capsys):
+    out = tmp_path / "hw"
+    ma.main(["--out", str(out), "--exercises", "2"])
+    (out / "schedules.py").write_text("a student's work\n")
+    ma.main(["--out", str(out), "--exercises", "3", "--overwrite"])
+    assert "moved what was in" in capsys.readouterr().out
+    assert (tmp_path / "hw.replaced-1" / "schedules.py").read_text() == "a student's work\n"
+    assert (out / "graded" / "test_exercise3.py").exists() and not (out / "graded" / "test_exercise2.py").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match="is a file"):
+        ma.main(["--out", str(tmp_path / "file"), "--overwrite"])
+    assert (tmp_path / "file").read_text() == "x"
 
 
 def test_the_copys_own_suite_collects(stub_copy):

@@ -200,9 +200,22 @@ your exercises is wrong in a way the tests did not catch: look at the grids.
 """
 
 
-def make(out: str, chosen: list) -> None:
-    if os.path.exists(out) and (not os.path.isdir(out) or os.listdir(out)):
-        raise ValueError(f"--out {out} exists and is not an empty folder: choose a new one")
+def set_aside_name(out: str) -> str:
+    """The first free <out>.replaced-<n>: where --overwrite moves a folder that is in the way."""
+    n = 1
+    while os.path.lexists(f"{out.rstrip(os.sep)}.replaced-{n}"):
+        n += 1
+    return f"{out.rstrip(os.sep)}.replaced-{n}"
+
+
+def make(out: str, chosen: list, overwrite: bool = False) -> str:
+    """Write the student copy to out; with overwrite, a non-empty folder already there is moved aside, whole
+    and never deleted, once the new copy is complete. Returns where it was moved ('' if nowhere)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file: choose a folder")
+    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+        raise ValueError(f"--out {out} exists and is not an empty folder: choose a new one, or pass --overwrite "
+                         f"to move it aside (to {set_aside_name(out)}; nothing is deleted)")
     found, sources, solutions = {}, {}, {}
     for f in sorted({e.file for e in EXERCISES.values()}):
         text = open(os.path.join(ROOT, f)).read()
@@ -245,9 +258,14 @@ def make(out: str, chosen: list) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     os.chmod(staging, 0o755)  # mkdtemp's folder is private
-    if os.path.isdir(out):
-        os.rmdir(out)  # empty, checked above
+    aside = ""
+    if os.path.isdir(out) and os.listdir(out):
+        aside = set_aside_name(out)
+        os.rename(out, aside)  # kept whole, as it was
+    elif os.path.isdir(out):
+        os.rmdir(out)  # empty
     os.replace(staging, out)
+    return aside
 
 
 def exercise_list(s: str) -> list:
@@ -265,14 +283,19 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="Write a student copy of this repository with exercises to implement.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", required=True, help="a new folder for the student copy")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--out may hold something: it is moved aside to <out>.replaced-<n> (never deleted) once "
+                        "the new copy is complete")
     p.add_argument("--exercises", type=exercise_list, default=list(EXERCISES),
                    help="which exercises to cut out (comma-separated; '' cuts none): "
                         + "; ".join(f"{k} {e.what}" for k, e in EXERCISES.items()))
     args = p.parse_args(argv)
     try:
-        make(args.out, args.exercises)
+        aside = make(args.out, args.exercises, args.overwrite)
     except (ValueError, OSError) as e:
         sys.exit(f"error: {e}")
+    if aside:
+        print(f"moved what was in {args.out} to {aside} (nothing deleted)")
     print(f"wrote the student copy to {args.out} with exercises {', '.join(map(str, args.exercises)) or 'none'}; "
           f"grade with: cd {args.out} && python grade.py")
 
