@@ -52,7 +52,7 @@ def run_tests(submission: str, files: list) -> list:
         xml, ini = os.path.join(tmp, "junit.xml"), os.path.join(tmp, "pytest.ini")
         with open(ini, "w") as f:  # the submission's modules come first, whichever folder the tests are in
             f.write(f"[pytest]\npythonpath = {os.path.abspath(submission)}\n")
-        # the submission's modules; small tests, one thread each
+        # and for any process a test starts; small tests, one thread each
         env = {**os.environ, "PYTHONPATH": os.path.abspath(submission), "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", ini, "--rootdir", submission,
                "-o", "junit_family=xunit1", f"--junitxml={xml}", *files]  # xunit1: each test names its file
@@ -86,7 +86,7 @@ def grade(submission: str, folders: list, only=None):
         mine = [r for r in results if r[0] == k]
         passed = sum(r[2] for r in mine)
         share = POINTS[k] / len(mine) if mine else 0.0
-        score = POINTS[k] * passed / len(mine) if mine else 0.0
+        score = share * passed
         failure = next((f"{name}: {msg}" for _, name, ok, msg in mine if not ok),
                        "" if mine else "no test ran (a file that does not import?)")
         rows.append((k, score, POINTS[k], passed, len(mine), failure))
@@ -127,6 +127,8 @@ def main(argv=None):
             sys.exit(f"error: {folder} is not a folder")
     if not os.path.exists(os.path.join(submission, "schedules.py")):
         sys.exit(f"error: {submission} holds no schedules.py: --submission names the copy to grade")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.json))) or os.path.isdir(args.json):
+        sys.exit(f"error: --json {args.json}: not a file in an existing folder")
     try:
         rows, results = grade(submission, folders, args.exercise)
     except (ValueError, RuntimeError) as e:

@@ -3,14 +3,15 @@
 A solution block (between `# BEGIN EXERCISE k` and `# END EXERCISE k`) is cut into tokens with its
 comments removed; every name that is not a keyword, an attribute (after '.') or a called function is
 replaced by a placeholder numbered by first appearance, so `alpha * eps - sigma * x0` and
-`a * e - s * x` read the same. Two kinds of evidence count as a leak:
-  - a whole statement of the solution of at least LINE_TOKENS tokens, names and all, anywhere;
+`a * e - s * x` read the same. Three kinds of evidence count as a leak (fingerprints()):
+  - a statement of the solution, or its value (after `return` or `=`), names and all, anywhere: at
+    least LINE_TOKENS tokens with arithmetic, or twice as many without;
   - WINDOW consecutive tokens of the solution (statements joined, so a window spans lines), names
-    replaced as above, anywhere, if the window holds arithmetic (telling()).
-Every text file is read: code and tests, results, docs, and the code cells of notebooks. A window
-shorter than the statement of an equation the exercise states on purpose (the student page gives
-each equation) cannot tell the answer from its question, so single-statement exercises are caught by
-the first rule only.
+    replaced as above, anywhere, if the window holds arithmetic (telling());
+  - a value of LINE_TOKENS + 2 to WINDOW tokens, names replaced, that holds arithmetic.
+Every text file is read: code and tests, results, docs, and the code cells of notebooks. A one-line
+product sum such as `alpha * y0 + sigma * eps` is the equation the student page states, so with names
+replaced it cannot tell the answer from its question: such exercises are caught with their own names.
 """
 import json
 import keyword

@@ -120,6 +120,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="Grade every mutant with course/graded and print what catches it.")
     p.add_argument("--out", help="also write the table to this markdown file")
     args = p.parse_args(argv)
+    if args.out and (not os.path.isdir(os.path.dirname(os.path.abspath(args.out))) or os.path.isdir(args.out)):
+        raise SystemExit(f"error: --out {args.out}: not a file in an existing folder")
     lines = ["| exercise | mutant | tests failed | e.g. |", "|---|---|---|---|"]
     tests = [os.path.join(ma.ROOT, "course", "graded")]
     escaped = []

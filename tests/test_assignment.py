@@ -17,13 +17,7 @@ from tools import make_assignment as ma
 GRADED = os.path.join(ROOT, "course", "graded")
 
 
-def solutions() -> dict:
-    out = {}
-    for k, e in ma.EXERCISES.items():
-        text = open(os.path.join(ROOT, e.file)).read()
-        lines = text.split("\n")
-        out[k] = ["\n".join(lines[first + 1:last]) for kk, first, last, _ in ma.blocks(text, e.file) if kk == k]
-    return out
+solutions = ma.solution_blocks
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +163,9 @@ def test_grade_py_in_the_student_copy(stub_copy):
     for t in results["tests"]:
         assert set(t) >= {"name", "score", "max_score", "status", "output"} and t["status"] == "failed"
     assert sum(t["max_score"] for t in results["tests"]) == pytest.approx(100)
-    p = subprocess.run([sys.executable, "grade.py", "--submission", "nowhere"], cwd=stub_copy, capture_output=True,
-                       text=True, timeout=60)
-    assert p.returncode != 0 and p.stderr.strip().startswith("error:") and "Traceback" not in p.stderr
+    for bad in (["--submission", "nowhere"], ["--json", "no/such/folder/r.json"], ["--exercise", "9"]):
+        p = subprocess.run([sys.executable, "grade.py", *bad], cwd=stub_copy, capture_output=True, text=True, timeout=60)
+        assert p.returncode != 0 and "error:" in p.stderr and "Traceback" not in p.stderr, (bad, p.stderr)
+    assert not (stub_copy / "no").exists()
+    with pytest.raises(SystemExit, match="not a file in an existing folder"):
+        mutants.main(["--out", str(stub_copy / "no" / "m.md")])

@@ -108,6 +108,19 @@ def blocks(text: str, path: str) -> list:
     return found
 
 
+def solution_blocks() -> dict:
+    """{exercise: [the text inside each of its blocks]} of this repository; refuses misplaced markers."""
+    found = {}
+    for f in sorted({e.file for e in EXERCISES.values()}):
+        lines = open(os.path.join(ROOT, f)).read().split("\n")
+        for k, first, last, _ in blocks("\n".join(lines), f):
+            found.setdefault(k, {}).setdefault(f, []).append("\n".join(lines[first + 1:last]))
+    for k, e in EXERCISES.items():
+        if set(found.get(k, {})) != {e.file}:
+            raise ValueError(f"exercise {k} should be marked in {e.file}, found in {sorted(found.get(k, {}))}")
+    return {k: found[k][EXERCISES[k].file] for k in EXERCISES}
+
+
 def student_version(text: str, path: str, chosen: set) -> str:
     """The file with the chosen exercises' blocks replaced by stubs and every marker removed."""
     lines = text.split("\n")
@@ -216,17 +229,8 @@ def make(out: str, chosen: list, overwrite: bool = False) -> str:
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
         raise ValueError(f"--out {out} exists and is not an empty folder: choose a new one, or pass --overwrite "
                          f"to move it aside (to {set_aside_name(out)}; nothing is deleted)")
-    found, sources, solutions = {}, {}, {}
-    for f in sorted({e.file for e in EXERCISES.values()}):
-        text = open(os.path.join(ROOT, f)).read()
-        sources[f] = text
-        lines = text.split("\n")
-        for k, first, last, _ in blocks(text, f):
-            found.setdefault(k, set()).add(f)
-            solutions.setdefault(k, []).append("\n".join(lines[first + 1:last]))
-    for k, e in EXERCISES.items():
-        if found.get(k) != {e.file}:
-            raise ValueError(f"exercise {k} should be marked in {e.file}, found in {sorted(found.get(k, []))}")
+    solutions = solution_blocks()
+    sources = {f: open(os.path.join(ROOT, f)).read() for f in {e.file for e in EXERCISES.values()}}
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     # a new folder of our own beside --out (never a name a user's folder could have), renamed at the end
