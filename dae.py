@@ -105,13 +105,16 @@ class DiffusionAutoencoder(nn.Module):
         self.encoder = Encoder(cfg.net, variational=cfg.kl_weight > 0)
         self.decoder = UNet(cfg.net)
 
-    def loss(self, x0: torch.Tensor, n_phase1: int = 0, t=None, eps=None, noise=None):
+    def loss(self, x0: torch.Tensor, n_phase1: int = 0, t=None, eps=None, noise=None, se_scale=None):
         """(the paper's loss plus the related papers' terms, Prediction). The batch's first n_phase1 examples
-        are in phase 1, the rest in phase 2; t, eps and noise(like) (the KL and SE terms' N(0, I)) are drawn
-        here unless given (train.py gives each process its share of the global batch's draws)."""
+        are in phase 1, the rest in phase 2; t, eps, noise(like) (the KL and SE terms' N(0, I)) and the SE
+        term's factor are drawn here unless given (train.py gives each process its share of the global
+        batch's draws, and the factor, so that a compiled loss holds no host-side draw)."""
         noise = noise or gaussian
         if t is None:  # phase 2's t: uniform, or epsilon-VAE's logit-normal
             t = sample_t(len(x0), self.cfg.t_sampler, self.cfg.t_mean, self.cfg.t_std, device=x0.device)
+        else:  # phase 1 overwrites a copy: the caller's t stays as given (and a CUDA graph's inputs unmutated)
+            t = t.clone()
         eps = noise(x0) if eps is None else eps
         # BEGIN EXERCISE 4
         # phase 1: t = 1, so x_t is pure noise and the decoder must get everything from z
@@ -132,7 +135,7 @@ class DiffusionAutoencoder(nn.Module):
         if logvar is not None:
             loss = loss + self.cfg.kl_weight * self.kl(mu.float(), logvar.float()).mean()
         if self.cfg.se_weight > 0:
-            s = self.cfg.se_scales[int(torch.randint(len(self.cfg.se_scales), ()))]  # one factor per batch
+            s = self.draw_se_scale() if se_scale is None else se_scale                # one factor per batch
             loss = loss + self.cfg.se_weight * self.se_loss(x0, z, t, s, noise)
         return loss, Prediction(out, x_t, t)
 
@@ -152,6 +155,10 @@ class DiffusionAutoencoder(nn.Module):
         by the C H W values of an image."""
         per_value = self.cfg.net.in_channels * self.cfg.net.image_size ** 2
         return 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).flatten(1).sum(1) / per_value
+
+    def draw_se_scale(self) -> int:
+        """The SE term's factor s for one batch, uniform over se_scales (a Python int: it sets shapes)."""
+        return self.cfg.se_scales[int(torch.randint(len(self.cfg.se_scales), ()))]
 
     def se_loss(self, x0, z, t, s: int, noise=None) -> torch.Tensor:
         """L_SE = || x0_hat(Down_s(z)) - Down_s(x_0) ||^2 with the one-step x0_hat at t = 1, or at the loss's t

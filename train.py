@@ -115,7 +115,11 @@ def train(args):
         loss_fn = torch.nn.parallel.DistributedDataParallel(
             distributed.LossModule(model), device_ids=[device] if device.type == "cuda" else None,
             gradient_as_bucket_view=True)
-    loss_fn = torch.compile(loss_fn) if args.compile else loss_fn
+    # --compile: the loss's forward and backward as few graphs (tests/test_compile.py); checkpoints before
+    # the mode existed stored True. reduce-overhead replays them as CUDA graphs, whose outputs the next
+    # replay overwrites: the loop uses loss and pred within their step only.
+    compile_mode = "default" if args.compile is True else args.compile
+    loss_fn = torch.compile(loss_fn, mode=compile_mode) if compile_mode else loss_fn
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     noise = functools.partial(distributed.global_randn, shard=shard)  # the KL and SE terms' N(0, I)
     params, ema_params = list(model.parameters()), list(ema.parameters())
@@ -156,10 +160,13 @@ def train(args):
                 opt.state.clear()  # the first step with phase-2 examples: Adam's moments start afresh
 
             # forward: the paper's loss (dae.py) on this process's slice of the global batch's t and eps
+            if compile_mode:
+                torch.compiler.cudagraph_mark_step_begin()  # a new step: CUDA graphs may reuse the last one's outputs
             with autocast:
                 t = distributed.global_draw(sample_t, b, shard, cfg.t_sampler, cfg.t_mean, cfg.t_std, device=device)
                 eps = distributed.global_randn(x0, shard)                               # (b, 3, H, W)
-                loss, pred = loss_fn(x0, n_phase1, t, eps, noise)
+                se_scale = model.draw_se_scale() if cfg.se_weight > 0 else None  # drawn here: not a graph break
+                loss, pred = loss_fn(x0, n_phase1, t, eps, noise, se_scale)
                 # terms on the one-step estimate x0_hat: LPIPS (epsilon-VAE, DGAE), adversarial (epsilon-VAE)
                 x0_hat = model.one_step_x0(pred) if lpips is not None or disc is not None else None
                 terms = []

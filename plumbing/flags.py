@@ -57,6 +57,8 @@ RECIPES = {
     "small": dict(schedule="sc1", pred="v", phase1_frac=0.25, t_sampler="uniform", latent="spatial", latent_channels=8,
                   z_map_channels=0, kl_weight=0.0, gamma=1.0, lpips_weight=0.0, adv_weight=0.0),
 }
+# torch.compile's modes (--compile MODE; --compile alone is "default")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Flags that may change when a run is resumed: they do not change what is computed.
 RUN_FLAGS = {"out", "resume", "overwrite", "device", "precision", "compile", "log_every", "sample_every",
              "ckpt_every", "allow_slow", "data_in_memory", "data_workers"}
@@ -153,7 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto: bf16 where the device computes it natively (a CUDA GPU, a CPU with AVX-512 BF16 "
                         "or AMX), else fp32")
     p.add_argument("--amp", dest="precision", action="store_const", const="bf16", help="the same as --precision bf16")
-    p.add_argument("--compile", action="store_true", help="torch.compile the training step")
+    p.add_argument("--compile", nargs="?", const="default", default=None, choices=COMPILE_MODES,
+                   help="torch.compile the loss (forward and backward; a run has no graph break and at most "
+                        "4 compilations: tests/test_compile.py); --compile reduce-overhead also replays it "
+                        "as CUDA graphs on a GPU. Measured slower on a 2-core CPU (RESULTS.md, Speed)")
     for key, text in [("log_every", "steps between log lines"), ("sample_every", "examples between reconstruction grids"),
                       ("ckpt_every", "examples between checkpoints")]:
         p.add_argument("--" + key.replace("_", "-"), type=int, help=from_preset(text, key))

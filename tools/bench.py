@@ -60,7 +60,10 @@ def main(argv=None):
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                    help="memory format of the step (auto: what train.py uses on this device)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the loss, as train.py --compile")
+    p.add_argument("--recipe", choices=list(flags.RECIPES), help="the recipe whose latent the network gets "
+                   "(README's CPU run: --preset cpu --recipe small); default: train.py's")
+    p.add_argument("--compile", nargs="?", const="default", default=None, choices=flags.COMPILE_MODES,
+                   help="torch.compile the loss in this mode, as train.py --compile (compilation is not timed)")
     p.add_argument("--precision", default="both", choices=["both", "fp32", "bf16"],
                    help="what to measure (both: fp32, then bf16 autocast where the device has it)")
     p.add_argument("--json", help="write the figures to this JSON file")
@@ -87,12 +90,14 @@ def time_precision(model, ema, opt, x0, dtype, args, device) -> dict:
     """Training and DDIM-decoding throughput with the network autocast to `dtype` (fp32: no autocast)."""
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
     params, ema_params = list(model.parameters()), list(ema.parameters())
-    loss_fn = torch.compile(model.loss) if args.compile else model.loss
+    loss_fn = torch.compile(model.loss, mode=args.compile) if args.compile else model.loss
     n_phase1 = args.batch_size // 4  # a mix of both phases, as at the switch
     for i in range(2 + args.steps):
         if i == 2:
             sync(device)
             t0 = time.perf_counter()
+        if args.compile:
+            torch.compiler.cudagraph_mark_step_begin()  # as train.py: a new step for CUDA graphs
         with autocast:  # train.py's step: forward, backward, clip, Adam, EMA
             loss, _ = loss_fn(x0, n_phase1)
         opt.zero_grad(set_to_none=True)
@@ -116,7 +121,7 @@ def time_precision(model, ema, opt, x0, dtype, args, device) -> dict:
 
 
 def measure(args, device) -> dict:
-    targs = flags.parse_args(["--preset", args.preset])
+    targs = flags.parse_args(["--preset", args.preset] + (["--recipe", args.recipe] if args.recipe else []))
     torch.manual_seed(0)
     model = DiffusionAutoencoder(flags.model_config(targs)).to(device)
     channels_last = use_channels_last(device) if args.channels_last == "auto" else args.channels_last == "on"
@@ -138,7 +143,7 @@ def measure(args, device) -> dict:
         m["train_gflops_per_s"] = flops * m["train_images_per_s"] / 1e9
         m["utilisation"] = m["train_gflops_per_s"] / m["matmul_gflops"]
         precisions[name] = m
-    return {"preset": args.preset, "device": str(device), "device_model": device_model(device),
+    return {"preset": args.preset, "recipe": targs.recipe, "device": str(device), "device_model": device_model(device),
             "native_bf16": native_bf16(device), "auto_precision": pick_precision("auto", device),
             "batch_size": args.batch_size, "threads": torch.get_num_threads(), "channels_last": channels_last,
             "compile": args.compile, "params": count_params(model), "flops_per_train_image": flops,
