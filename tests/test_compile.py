@@ -5,6 +5,7 @@ AOTAutograd exactly as inductor gets them, without inductor's minutes of C++ com
 import json
 import os
 import sys
+import warnings
 
 import pytest
 import torch
@@ -169,3 +170,21 @@ def test_bench_times_a_recipe_compiled_in_a_mode(monkeypatch, tmp_path):
     r = json.loads(path.read_text())
     assert r["recipe"] == "small" and r["compile"] == "reduce-overhead" and counting.modes == ["reduce-overhead"]
     assert counting.graphs >= 1 and r["precisions"]["fp32"]["train_images_per_s"] > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (results/gpu/run.sh runs it)")
+def test_no_device_sync_between_logging_steps_on_cuda(image_folder, tmp_path):
+    """CUDA's own sync detector: a run of 6 steps synchronises as often as one of 2 (both log once)."""
+    flags = [f if f != "cpu" else "cuda" for f in TINY_FLAGS]  # --device cuda
+    counts = []
+    for n in (16, 48):
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                train.main([*flags, "--data", image_folder, "--out", str(tmp_path / str(n)), "--examples", str(n),
+                            "--log-every", "1000", "--ckpt-every", "100000", "--sample-every", "100000"])
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        counts.append(sum("synchroniz" in str(w.message).lower() for w in caught))
+    assert counts[0] == counts[1], f"synchronisations: {counts[0]} in 2 steps, {counts[1]} in 6"
