@@ -1,8 +1,8 @@
 """Where README's CPU run's training step spends its time: FLOPs per example, and torch.profiler's
 self time of 5 eager steps (batch 32) split into convolution forward, convolution backward and the rest.
 
-    python results/speed/profile.py                          # README's CPU run's network
-    python results/speed/profile.py --base-channels 24       # any train.py flags change it
+    python results/speed/step_profile.py                          # README's CPU run's network
+    python results/speed/step_profile.py --base-channels 24       # any train.py flags change it
 """
 import os
 import sys
