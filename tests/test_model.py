@@ -26,13 +26,41 @@ def perturbed(m):
     return m
 
 
-@pytest.mark.parametrize("net", [{}, {"enc_pool": "flatten"}, {"z_map_channels": 4}, {"attn_resolutions": ()}])
+@pytest.mark.parametrize("net", [{}, {"enc_pool": "flatten"}, {"z_map_channels": 4}, {"attn_resolutions": ()},
+                                 {"upsample": "transpose"}])
 def test_shapes(net):
     m = tiny(**net)
     x = torch.randn(3, 3, 16, 16)
     z = m.encode(x)
     assert z.shape == (3, 32)
     assert m(x, torch.rand(3), z).shape == x.shape
+
+
+def test_transposed_upsampling():
+    """--upsample transpose: a 2x2 stride-2 transposed conv, whose four outputs per input position have
+    their own weights (nearest + conv cannot: its 2x2 blocks start equal), at 4/9 of the parameters."""
+    from unet import Up
+    torch.manual_seed(0)
+    up, ref = Up(8, "transpose"), Up(8)
+    x = torch.randn(2, 8, 4, 4)
+    y = up(x)
+    assert y.shape == (2, 8, 8, 8)
+    assert not torch.allclose(y[..., 0::2, 0::2], y[..., 1::2, 1::2])
+    # each output pixel depends on exactly one input position: the 2x2 block of (i, j) sees x[..., i, j] only
+    x2 = x.clone()
+    x2[..., 1, 2] += 1.0
+    changed = (up(x2) - y).abs().sum(dim=(0, 1)) > 0
+    assert changed.nonzero().tolist() == [[2, 4], [2, 5], [3, 4], [3, 5]]
+    assert count_params(up) == 8 * 8 * 4 + 8 and count_params(ref) == 8 * 8 * 9 + 8
+    with pytest.raises(ValueError, match="unknown upsampling"):
+        tiny(upsample="bilinear")
+
+
+def test_upsample_default_keeps_the_network():
+    """The default (nearest + conv) builds the same weights, in the same order, as before the option."""
+    a, b = tiny(), tiny(upsample="conv")
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert list(a.state_dict()) == list(tiny(upsample="transpose").state_dict())  # same names, other shapes
 
 
 def test_output_conv_zero_initialised():

@@ -47,6 +47,16 @@ def test_resume_takes_every_untyped_flag_from_the_checkpoint():
     assert typed.log_every == 3 and typed.ckpt_every == 8_000
 
 
+def test_resume_of_a_checkpoint_from_before_upsample_uses_nearest_conv():
+    saved = train_flags.plain_args(train_flags.parse_args(["--preset", "cpu", "--out", "runs/x"]))
+    del saved["upsample"]
+    args = train_flags.merge_resume_args(train_flags.parse_args(["--out", "runs/x", "--resume"]), saved)
+    assert args.upsample == "conv"
+    with pytest.raises(ValueError, match="--upsample transpose"):
+        train_flags.merge_resume_args(train_flags.parse_args(["--out", "runs/x", "--resume", "--upsample", "transpose"]),
+                                      saved)
+
+
 def test_resume_accepts_the_same_folder_written_another_way(image_folder):
     saved = train_flags.plain_args(train_flags.parse_args([*TINY_FLAGS, "--data", image_folder]))
     args = train_flags.merge_resume_args(train_flags.parse_args(["--resume", "--data", image_folder + "/./"]), saved)

@@ -1,0 +1,34 @@
+#!/bin/bash
+# Issue 24, second session: README's CPU run at 48ef550 (the baseline) and cheaper networks, all in fp32
+# on this CPU, one seed each, one after another; then each evaluated on the 1,000 held-out images at
+# 1, 2, 5 and 10 DDIM steps (random x_T, EMA weights). Resumable: a run whose eval JSON exists is
+# skipped, one with a checkpoint is resumed.
+#
+#     bash results/speed/run2.sh [DATA] [RUN ...]     # RUN: base48, tx112, tx112-64k (default: all)
+#
+# Runs go to runs/speed2/<run>; the JSONs and training logs are copied to results/speed/.
+set -euo pipefail
+DATA=$(realpath "${1:-../shared/data/cifar10-jpeg/train}")
+shift || true
+PY=${PY:-python}
+ROOT=$(pwd)
+CHEAP="--channel-mult 1,1,2 --enc-channel-mult 1,1,2 --upsample transpose"
+declare -A FLAGS=([base48]="" [tx112]="$CHEAP" [tx112-64k]="$CHEAP --examples 64000")
+RUNS=("$@")
+[ ${#RUNS[@]} -eq 0 ] && RUNS=(base48 tx112-64k tx112)
+for r in "${RUNS[@]}"; do
+    [ -n "${FLAGS[$r]+x}" ] || { echo "unknown run $r: choose ${!FLAGS[*]}"; exit 2; }
+done
+[ -d /tmp/base48 ] || git worktree add /tmp/base48 48ef550
+mkdir -p runs/speed2
+for r in "${RUNS[@]}"; do
+    out=$ROOT/runs/speed2/$r
+    [ -f results/speed/$r.json ] && { echo "$r: done (results/speed/$r.json)"; continue; }
+    code=$ROOT; [ "$r" = base48 ] && code=/tmp/base48   # the baseline trains with the code of 48ef550
+    resume=(); [ -f "$out/ckpt.pt" ] && resume=(--resume)
+    (cd "$code" && $PY train.py --preset cpu --recipe small --precision fp32 --data "$DATA" --out "$out" \
+        ${FLAGS[$r]} "${resume[@]}")
+    $PY eval.py --ckpt "$out/ckpt.pt" --data "$DATA" --n 1000 --steps 1,2,5,10 --json "results/speed/$r.json.tmp"
+    cp "$out/log.jsonl" "results/speed/$r.log.jsonl"
+    mv "results/speed/$r.json.tmp" "results/speed/$r.json"
+done
