@@ -168,7 +168,7 @@ class UNet(nn.Module):
 
     def __init__(self, cfg: UNetConfig):
         super().__init__()
-        check_latent(cfg)
+        check_config(cfg)
         ch, emb_dim = cfg.base_channels, 4 * cfg.base_channels
         self.base = ch
         self.time_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -215,7 +215,7 @@ class UNet(nn.Module):
         return self.out(h)                                                        # (B, C, H, W)
 
 
-def check_latent(cfg: UNetConfig) -> None:
+def check_config(cfg: UNetConfig) -> None:
     if cfg.upsample not in ("conv", "transpose"):
         raise ValueError(f"unknown upsampling {cfg.upsample!r}: choose conv or transpose")
     if cfg.latent not in ("vector", "spatial"):
@@ -243,7 +243,7 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: UNetConfig, variational: bool = False):
         super().__init__()
-        check_latent(cfg)
+        check_config(cfg)
         if cfg.enc_pool not in ("mean", "flatten"):
             raise ValueError(f"unknown encoder pooling {cfg.enc_pool!r}: choose mean or flatten")
         self.spatial, self.pool = cfg.latent == "spatial", cfg.enc_pool

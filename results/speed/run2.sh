@@ -19,7 +19,7 @@ RUNS=("$@")
 for r in "${RUNS[@]}"; do
     [ -n "${FLAGS[$r]+x}" ] || { echo "unknown run $r: choose ${!FLAGS[*]}"; exit 2; }
 done
-[ -d /tmp/base48 ] || git worktree add /tmp/base48 48ef550
+[[ " ${RUNS[*]} " == *" base48 "* && ! -d /tmp/base48 ]] && git worktree add /tmp/base48 48ef550
 mkdir -p runs/speed2
 for r in "${RUNS[@]}"; do
     out=$ROOT/runs/speed2/$r
