@@ -31,7 +31,7 @@ def main(argv):
         opt.step()
     for _ in range(3):
         step()
-    with profile() as prof:
+    with profile(record_shapes=True) as prof:
         for _ in range(5):
             step()
     times = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
@@ -39,12 +39,19 @@ def main(argv):
     backward = times.get("aten::convolution_backward", 0)
     forward = sum(v for k, v in times.items() if k in ("aten::mkldnn_convolution", "aten::_convolution",
                                                          "aten::convolution", "aten::conv2d"))
+    by_res = {}  # self time by the spatial size of each op's first input (0: not an image tensor)
+    for e in prof.key_averages(group_by_input_shape=True):
+        shape = e.input_shapes[0] if e.input_shapes else []
+        res = shape[-1] if len(shape) == 4 and shape[-2] == shape[-1] >= 4 and args.image_size % shape[-1] == 0 else 0
+        by_res[res] = by_res.get(res, 0) + e.self_cpu_time_total
     flops = train_flops_per_image(model, args.image_size, torch.device("cpu"))
     print(f"{device_model(torch.device('cpu'))}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"flags: {' '.join(argv) or '(none)'}; {count_params(model):,} parameters; "
           f"{flops / 1e9:.3f} GFLOP per training example")
     print(f"5 steps of {args.batch_size}: {total / 1e6:.2f} s of self time; convolution backward "
           f"{backward / total:.0%}, forward {forward / total:.0%}, everything else {1 - (backward + forward) / total:.0%}")
+    print("by the resolution of the op's first input: " + ", ".join(
+        f"{r} px {t / total:.0%}" if r else f"other {t / total:.0%}" for r, t in sorted(by_res.items(), reverse=True)))
 
 
 if __name__ == "__main__":
