@@ -4,7 +4,7 @@
 # 1, 2, 5 and 10 DDIM steps (random x_T, EMA weights). Resumable: a run whose eval JSON exists is
 # skipped, one with a checkpoint is resumed.
 #
-#     bash results/speed/run2.sh [DATA] [RUN ...]     # RUN: base48, tx112, tx112-64k, b28tx, b16m144tx, tx-50k (default: all)
+#     bash results/speed/run2.sh [DATA] [RUN ...]     # RUN: base48, tx112, tx112-64k, b28tx, b16m144tx, tx-50k, b28tx-s1 (default: all)
 #
 # Runs go to runs/speed2/<run>; the JSONs and training logs are copied to results/speed/.
 set -euo pipefail
@@ -15,9 +15,10 @@ ROOT=$(pwd)
 CHEAP="--channel-mult 1,1,2 --enc-channel-mult 1,1,2 --upsample transpose"
 declare -A FLAGS=([base48]="" [tx112]="$CHEAP" [tx112-64k]="$CHEAP --examples 64000" [b28tx]="--base-channels 28 --upsample transpose"
                 [b16m144tx]="--base-channels 16 --channel-mult 1,4,4 --upsample transpose"
-                [tx-50k]="--upsample transpose --examples 50000")
+                [tx-50k]="--upsample transpose --examples 50000"
+                [b28tx-s1]="--base-channels 28 --upsample transpose --seed 1")
 RUNS=("$@")
-[ ${#RUNS[@]} -eq 0 ] && RUNS=(base48 tx112-64k tx112 b28tx b16m144tx tx-50k)
+[ ${#RUNS[@]} -eq 0 ] && RUNS=(base48 tx112-64k tx112 b28tx b16m144tx tx-50k b28tx-s1)
 for r in "${RUNS[@]}"; do
     [ -n "${FLAGS[$r]+x}" ] || { echo "unknown run $r: choose ${!FLAGS[*]}"; exit 2; }
 done
