@@ -1,5 +1,6 @@
 """Where README's CPU run's training step spends its time: FLOPs per example, and torch.profiler's
-self time of 5 eager steps (batch 32) split into convolution forward, convolution backward and the rest.
+self time of 5 eager steps (batch 32) split into convolution forward, convolution backward and the rest,
+and by the resolution of each op's first input.
 
     python results/speed/step_profile.py                          # README's CPU run's network
     python results/speed/step_profile.py --base-channels 24       # any train.py flags change it
