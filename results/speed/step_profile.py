@@ -40,10 +40,13 @@ def main(argv):
     backward = times.get("aten::convolution_backward", 0)
     forward = sum(v for k, v in times.items() if k in ("aten::mkldnn_convolution", "aten::_convolution",
                                                          "aten::convolution", "aten::conv2d"))
-    by_res = {}  # self time by the spatial size of each op's first input (0: not an image tensor)
+    # self time by the spatial size of each op's first input; 0 = 'other': not a square feature map of
+    # one of the UNet's levels (this also keeps 3x3 and 1x1 kernels, and attention's shapes, out)
+    levels = {args.image_size >> k for k in range(8) if args.image_size >> k >= 4}
+    by_res = {}
     for e in prof.key_averages(group_by_input_shape=True):
         shape = e.input_shapes[0] if e.input_shapes else []
-        res = shape[-1] if len(shape) == 4 and shape[-2] == shape[-1] >= 4 and args.image_size % shape[-1] == 0 else 0
+        res = shape[-1] if len(shape) == 4 and shape[-2] == shape[-1] and shape[-1] in levels else 0
         by_res[res] = by_res.get(res, 0) + e.self_cpu_time_total
     flops = train_flops_per_image(model, args.image_size, torch.device("cpu"))
     print(f"{device_model(torch.device('cpu'))}, {torch.get_num_threads()} threads, torch {torch.__version__}")
