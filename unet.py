@@ -46,6 +46,9 @@ class UNetConfig:
     # decoder upsampling: 'conv' = nearest x2 then a 3x3 conv (DDPM, ADM, DiffAE); 'transpose' = a 2x2
     # stride-2 transposed conv (U-Net's up-convolution, Ronneberger et al. 2015), 1/9 of the MACs
     upsample: str = "conv"
+    # GroupNorm's groups (DDPM: 32), gcd(norm_groups, channels) at each width. With 32 groups a 32-channel
+    # layer normalises each channel alone; the cpu preset uses 4 groups (README, Speed)
+    norm_groups: int = 32
 
 
 def zero_init(module: nn.Module) -> nn.Module:
@@ -54,8 +57,8 @@ def zero_init(module: nn.Module) -> nn.Module:
     return module
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(math.gcd(32, channels), channels)  # 32 groups when the channels allow it
+def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
+    return nn.GroupNorm(math.gcd(groups, channels), channels)  # `groups` groups when the channels allow it
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -70,10 +73,10 @@ class ResBlock(nn.Module):
     """GN-SiLU-conv, AdaGN on (t, z), SiLU-dropout-conv(zero init), plus a skip connection.
     With emb_dim = 0 (the encoder) the AdaGN becomes a plain GroupNorm."""
 
-    def __init__(self, c_in, c_out, emb_dim, z_dim, dropout):
+    def __init__(self, c_in, c_out, emb_dim, z_dim, dropout, groups=32):
         super().__init__()
-        self.norm1, self.conv1 = group_norm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
-        self.norm2 = group_norm(c_out)
+        self.norm1, self.conv1 = group_norm(c_in, groups), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm2 = group_norm(c_out, groups)
         self.emb = nn.Linear(emb_dim, 2 * c_out) if emb_dim else None      # -> (s_t, b_t)
         self.cond = nn.Linear(z_dim, c_out) if z_dim else None             # -> s_z
         self.drop = nn.Dropout(dropout)
@@ -96,10 +99,10 @@ class ResBlock(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention over the H*W positions, with a zero-initialised output projection."""
 
-    def __init__(self, channels, head_channels):
+    def __init__(self, channels, head_channels, groups=32):
         super().__init__()
         self.heads = max(1, channels // head_channels)
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, groups)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = zero_init(nn.Conv2d(channels, channels, 1))
 
@@ -145,10 +148,10 @@ def down_path(cfg: UNetConfig, mult, n_res, emb_dim, z_dim):
     stages, skip_ch, res = [], [ch], cfg.image_size
     for level, m in enumerate(mult):
         for _ in range(n_res):
-            stage = [ResBlock(ch, cfg.base_channels * m, emb_dim, z_dim, cfg.dropout)]
+            stage = [ResBlock(ch, cfg.base_channels * m, emb_dim, z_dim, cfg.dropout, cfg.norm_groups)]
             ch = cfg.base_channels * m
             if res in cfg.attn_resolutions:
-                stage.append(Attention(ch, cfg.head_channels))
+                stage.append(Attention(ch, cfg.head_channels, cfg.norm_groups))
             stages.append(nn.ModuleList(stage))
             skip_ch.append(ch)
         if level != len(mult) - 1:
@@ -159,8 +162,9 @@ def down_path(cfg: UNetConfig, mult, n_res, emb_dim, z_dim):
 
 
 def middle(ch, emb_dim, z_dim, cfg):
-    return nn.ModuleList([ResBlock(ch, ch, emb_dim, z_dim, cfg.dropout), Attention(ch, cfg.head_channels),
-                          ResBlock(ch, ch, emb_dim, z_dim, cfg.dropout)])
+    g = cfg.norm_groups
+    return nn.ModuleList([ResBlock(ch, ch, emb_dim, z_dim, cfg.dropout, g), Attention(ch, cfg.head_channels, g),
+                          ResBlock(ch, ch, emb_dim, z_dim, cfg.dropout, g)])
 
 
 class UNet(nn.Module):
@@ -185,15 +189,17 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         for level, m in reversed(list(enumerate(cfg.channel_mult))):
             for i in range(cfg.num_res_blocks + 1):
-                stage = [ResBlock(ch + skip_ch.pop(), cfg.base_channels * m, emb_dim, z_dim, cfg.dropout)]
+                stage = [ResBlock(ch + skip_ch.pop(), cfg.base_channels * m, emb_dim, z_dim,
+                                   cfg.dropout, cfg.norm_groups)]
                 ch = cfg.base_channels * m
                 if res in cfg.attn_resolutions:
-                    stage.append(Attention(ch, cfg.head_channels))
+                    stage.append(Attention(ch, cfg.head_channels, cfg.norm_groups))
                 if level and i == cfg.num_res_blocks:
                     stage.append(Up(ch, cfg.upsample))
                     res *= 2
                 self.up.append(nn.ModuleList(stage))
-        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, cfg.in_channels, 3, padding=1)))
+        self.out = nn.Sequential(group_norm(ch, cfg.norm_groups), nn.SiLU(),
+                                 zero_init(nn.Conv2d(ch, cfg.in_channels, 3, padding=1)))
 
     def forward(self, x_t, t, z):
         emb = self.time_mlp(timestep_embedding(t, self.base))                    # (B, 4 base)
@@ -216,6 +222,8 @@ class UNet(nn.Module):
 
 
 def check_config(cfg: UNetConfig) -> None:
+    if cfg.norm_groups < 1:
+        raise ValueError(f"norm_groups must be at least 1, got {cfg.norm_groups}")
     if cfg.upsample not in ("conv", "transpose"):
         raise ValueError(f"unknown upsampling {cfg.upsample!r}: choose conv or transpose")
     if cfg.latent not in ("vector", "spatial"):
@@ -252,7 +260,7 @@ class Encoder(nn.Module):
         self.conv_in = nn.Conv2d(cfg.in_channels, cfg.base_channels, 3, padding=1)
         self.down, _, ch, res = down_path(cfg, mult, cfg.enc_num_res_blocks, 0, 0)
         self.mid = middle(ch, 0, 0, cfg)
-        self.norm = group_norm(ch)
+        self.norm = group_norm(ch, cfg.norm_groups)
         if self.spatial:
             self.head = nn.Conv2d(ch, k * cfg.latent_channels, 3, padding=1)
         else:

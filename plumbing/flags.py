@@ -18,19 +18,19 @@ from unet import UNetConfig
 #   templates: 64 px as celeba64d2c_autoenc, 128 px as bedroom128_autoenc; batch 32 per GPU x 4 GPUs,
 #   Adam 1e-4, EMA 0.9999; ImageNet has no DiffAE config: the 128-px one is our reading).
 PRESETS = {
-    "paper": dict(base_channels=128, channel_mult="1,2,2,2", num_res_blocks=2, attn="16", dropout=0.1,
+    "paper": dict(base_channels=128, channel_mult="1,2,2,2", num_res_blocks=2, attn="16", dropout=0.1, norm_groups=32,
                   enc_channel_mult="1,2,2,2", enc_num_res_blocks=2, enc_pool="mean", upsample="conv", z_dim=512,
                   z_map_channels=0, batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
                   image_size=32, examples=32_000_000, log_every=100, sample_every=1_000_000, ckpt_every=1_000_000),
-    "cpu": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=1, attn="", dropout=0.0,
+    "cpu": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=1, attn="", dropout=0.0, norm_groups=32,
                 enc_channel_mult="1,2,2", enc_num_res_blocks=1, enc_pool="flatten", upsample="conv", z_dim=512,
                 z_map_channels=16, batch_size=32, lr=1e-3, warmup=5_000, lr_decay="cosine", ema_decay=0.995,
                 image_size=32, examples=80_000, log_every=10, sample_every=16_000, ckpt_every=8_000),
-    "celeba64": dict(base_channels=64, channel_mult="1,2,4,8", num_res_blocks=2, attn="16", dropout=0.1,
+    "celeba64": dict(base_channels=64, channel_mult="1,2,4,8", num_res_blocks=2, attn="16", dropout=0.1, norm_groups=32,
                      enc_channel_mult="1,2,4,8,8", enc_num_res_blocks=2, enc_pool="mean", upsample="conv", z_dim=512,
                      z_map_channels=0, batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
                      image_size=64, examples=72_000_000, log_every=100, sample_every=2_000_000, ckpt_every=2_000_000),
-    "lsun128": dict(base_channels=128, channel_mult="1,1,2,3,4", num_res_blocks=2, attn="16", dropout=0.1,
+    "lsun128": dict(base_channels=128, channel_mult="1,1,2,3,4", num_res_blocks=2, attn="16", dropout=0.1, norm_groups=32,
                     enc_channel_mult="1,1,2,3,4,4", enc_num_res_blocks=2, enc_pool="mean", upsample="conv", z_dim=512,
                     z_map_channels=0, batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
                     image_size=128, examples=120_000_000, log_every=100, sample_every=2_000_000, ckpt_every=2_000_000),
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("enc_pool", ["mean", "flatten"], "encoder head: DiffAE's mean pool, or flatten"),
         ("upsample", ["conv", "transpose"], "decoder upsampling: nearest x2 + 3x3 conv (ADM), or a 2x2 stride-2 "
                                             "transposed conv (U-Net's up-convolution; 1/9 the MACs)"),
+        ("norm_groups", int, "GroupNorm groups (gcd with each layer's channels; DDPM: 32)"),
         ("z_map_channels", int, "also feed z to the decoder as a spatial map of this many channels (0 = DiffAE)"),
         ("image_size", int, "image side in pixels (a folder's images are centre-cropped and resized to it)"),
     ]
@@ -191,7 +192,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not 0.0 <= args.phase1_mix < 1.0:
         raise ValueError(f"--phase1-mix must be in [0, 1), got {args.phase1_mix}")
     for k in ("examples", "batch_size", "base_channels", "num_res_blocks", "z_dim", "image_size",
-              "log_every", "sample_every", "ckpt_every", "enc_num_res_blocks"):
+              "log_every", "sample_every", "ckpt_every", "enc_num_res_blocks", "norm_groups"):
         if getattr(args, k) <= 0:
             raise ValueError(f"--{k.replace('_', '-')} must be positive, got {getattr(args, k)}")
     for k in ("warmup", "switch_warmup", "holdout", "data_workers", "z_map_channels", "kl_weight", "lpips_weight", "adv_weight", "r1_weight",
@@ -231,6 +232,7 @@ def model_config(args) -> DAEConfig:
                      num_res_blocks=args.num_res_blocks, attn_resolutions=args.attn, dropout=args.dropout,
                      z_dim=args.z_dim, enc_channel_mult=args.enc_channel_mult,
                      enc_num_res_blocks=args.enc_num_res_blocks, enc_pool=args.enc_pool, upsample=args.upsample,
+                     norm_groups=args.norm_groups,
                      z_map_channels=args.z_map_channels, latent=args.latent,
                      latent_channels=args.latent_channels, latent_down=args.latent_down)
     return DAEConfig(net=net, schedule=args.schedule, pred=args.pred, t_sampler=args.t_sampler,
@@ -254,6 +256,8 @@ def merge_resume_args(args, saved: dict, data_may_move: bool = False):
         saved = {**saved, "se_t": "same"}
     if "upsample" not in saved:  # checkpoints written before --upsample upsampled with nearest + conv
         saved = {**saved, "upsample": "conv"}
+    if "norm_groups" not in saved:  # checkpoints written before --norm-groups had 32 groups
+        saved = {**saved, "norm_groups": 32}
     clashes = []
     for k in args.explicit:
         mine = list(getattr(args, k)) if isinstance(getattr(args, k), tuple) else getattr(args, k)

@@ -63,6 +63,25 @@ def test_upsample_default_keeps_the_network():
     assert list(a.state_dict()) == list(tiny(upsample="transpose").state_dict())  # same names, other shapes
 
 
+def test_norm_groups():
+    """--norm-groups G: every GroupNorm of the encoder and decoder gets gcd(G, channels) groups; the default
+    32 builds the same weights and computes the same outputs as before the option."""
+    import math
+    m = tiny(norm_groups=4)
+    norms = [n for n in m.modules() if isinstance(n, torch.nn.GroupNorm)]
+    assert norms and all(n.num_groups == math.gcd(4, n.num_channels) for n in norms)
+    assert {n.num_groups for n in norms} == {4}
+    assert {n.num_groups for n in tiny().modules() if isinstance(n, torch.nn.GroupNorm)} == {16, 32}
+    a, b = perturbed(tiny()), perturbed(tiny(norm_groups=32))
+    x, t = torch.randn(2, 3, 16, 16), torch.rand(2)
+    assert torch.equal(a(x, t, a.encode(x)), b(x, t, b.encode(x)))
+    # 4 groups keep what 16 or 32 groups remove: a per-channel offset within a group
+    c = perturbed(tiny(norm_groups=4))
+    assert not torch.allclose(a(x, t, a.encode(x)), c(x, t, c.encode(x)))
+    with pytest.raises(ValueError, match="norm_groups must be at least 1"):
+        tiny(norm_groups=0)
+
+
 def test_output_conv_zero_initialised():
     m = tiny()
     x = torch.randn(2, 3, 16, 16)

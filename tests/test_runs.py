@@ -57,6 +57,16 @@ def test_resume_of_a_checkpoint_from_before_upsample_uses_nearest_conv():
                                       saved)
 
 
+def test_resume_of_a_checkpoint_from_before_norm_groups_uses_32_groups():
+    saved = train_flags.plain_args(train_flags.parse_args(["--preset", "cpu", "--out", "runs/x"]))
+    del saved["norm_groups"]
+    args = train_flags.merge_resume_args(train_flags.parse_args(["--out", "runs/x", "--resume"]), saved)
+    assert args.norm_groups == 32
+    with pytest.raises(ValueError, match="--norm-groups"):
+        train_flags.merge_resume_args(train_flags.parse_args(["--out", "runs/x", "--resume", "--norm-groups", "4"]),
+                                      saved)
+
+
 def test_resume_accepts_the_same_folder_written_another_way(image_folder):
     saved = train_flags.plain_args(train_flags.parse_args([*TINY_FLAGS, "--data", image_folder]))
     args = train_flags.merge_resume_args(train_flags.parse_args(["--resume", "--data", image_folder + "/./"]), saved)
@@ -168,6 +178,7 @@ def one_image(tmp_path_factory):
     (["--lr", "0"], "--lr must be a positive number"),
     (["--dropout", "1.5"], "--dropout must be in [0, 1)"),
     (["--warmup", "-1"], "--warmup must be >= 0"),
+    (["--norm-groups", "0"], "--norm-groups must be positive, got 0"),
     (["--resume", "--overwrite"], "pass one of them"),
     (["--device", "bogus"], "is not a device"),
     (["--device", "CPU"], "is not a device"),

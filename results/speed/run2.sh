@@ -4,7 +4,7 @@
 # 1, 2, 5 and 10 DDIM steps (random x_T, EMA weights). Resumable: a run whose eval JSON exists is
 # skipped, one with a checkpoint is resumed.
 #
-#     bash results/speed/run2.sh [DATA] [RUN ...]     # RUN: base48, tx112, tx112-64k, b28tx, b16m144tx, tx-50k, b28tx-s1 (default: all)
+#     bash results/speed/run2.sh [DATA] [RUN ...]     # RUN: a key of FLAGS below (default: all)
 #
 # Runs go to runs/speed2/<run>; the JSONs and training logs are copied to results/speed/.
 set -euo pipefail
@@ -16,9 +16,13 @@ CHEAP="--channel-mult 1,1,2 --enc-channel-mult 1,1,2 --upsample transpose"
 declare -A FLAGS=([base48]="" [tx112]="$CHEAP" [tx112-64k]="$CHEAP --examples 64000" [b28tx]="--base-channels 28 --upsample transpose"
                 [b16m144tx]="--base-channels 16 --channel-mult 1,4,4 --upsample transpose"
                 [tx-50k]="--upsample transpose --examples 50000"
-                [b28tx-s1]="--base-channels 28 --upsample transpose --seed 1")
+                [b28tx-s1]="--base-channels 28 --upsample transpose --seed 1"
+                [g4tx-48k]="--upsample transpose --norm-groups 4 --examples 48000"
+                [b16m124g4tx]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 4"
+                [b16m124g4tx-p1]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 4 --phase1-frac 0.125"
+                [b16m124g4tx-p4]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 4 --phase1-frac 0.4")
 RUNS=("$@")
-[ ${#RUNS[@]} -eq 0 ] && RUNS=(base48 tx112-64k tx112 b28tx b16m144tx tx-50k b28tx-s1)
+[ ${#RUNS[@]} -eq 0 ] && RUNS=(base48 tx112-64k tx112 b28tx b16m144tx tx-50k b28tx-s1 g4tx-48k b16m124g4tx b16m124g4tx-p1 b16m124g4tx-p4)
 for r in "${RUNS[@]}"; do
     [ -n "${FLAGS[$r]+x}" ] || { echo "unknown run $r: choose ${!FLAGS[*]}"; exit 2; }
 done
