@@ -23,9 +23,10 @@ declare -A FLAGS=([base48]="" [tx112]="$CHEAP" [tx112-64k]="$CHEAP --examples 64
                 [b16m124g4tx-p4]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 4 --phase1-frac 0.4"
                 [b16m124g4tx-92k]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 4 --examples 92000"
                 [b16m124g8tx-92k]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 8 --examples 92000"
-                [b16m124g16tx-92k]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 16 --examples 92000")
+                [b16m124g16tx-92k]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 16 --examples 92000"
+                [b16m124g8tx-92k-p4]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 8 --examples 92000 --phase1-frac 0.4")
 RUNS=("$@")
-[ ${#RUNS[@]} -eq 0 ] && RUNS=(base48 tx112-64k tx112 b28tx b16m144tx tx-50k b28tx-s1 g4tx-48k g4tx b16m124g4tx b16m124g4tx-p1 b16m124g4tx-p4 b16m124g4tx-92k b16m124g8tx-92k b16m124g16tx-92k)
+[ ${#RUNS[@]} -eq 0 ] && RUNS=(base48 tx112-64k tx112 b28tx b16m144tx tx-50k b28tx-s1 g4tx-48k g4tx b16m124g4tx b16m124g4tx-p1 b16m124g4tx-p4 b16m124g4tx-92k b16m124g8tx-92k b16m124g16tx-92k b16m124g8tx-92k-p4)
 for r in "${RUNS[@]}"; do
     [ -n "${FLAGS[$r]+x}" ] || { echo "unknown run $r: choose ${!FLAGS[*]}"; exit 2; }
 done
