@@ -13,18 +13,19 @@ shift || true
 PY=${PY:-python}
 ROOT=$(pwd)
 CHEAP="--channel-mult 1,1,2 --enc-channel-mult 1,1,2 --upsample transpose"
+B16="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose"  # base 16: 16 / 32 / 64 channels in decoder and encoder
 declare -A FLAGS=([base48]="" [tx112]="$CHEAP" [tx112-64k]="$CHEAP --examples 64000" [b28tx]="--base-channels 28 --upsample transpose"
                 [b16m144tx]="--base-channels 16 --channel-mult 1,4,4 --upsample transpose"
                 [tx-50k]="--upsample transpose --examples 50000"
                 [b28tx-s1]="--base-channels 28 --upsample transpose --seed 1"
                 [g4tx-48k]="--upsample transpose --norm-groups 4 --examples 48000" [g4tx]="--upsample transpose --norm-groups 4"
-                [b16m124g4tx]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 4"
-                [b16m124g4tx-p1]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 4 --phase1-frac 0.125"
-                [b16m124g4tx-p4]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 4 --phase1-frac 0.4"
-                [b16m124g4tx-92k]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 4 --examples 92000"
-                [b16m124g8tx-92k]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 8 --examples 92000"
-                [b16m124g16tx-92k]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 16 --examples 92000"
-                [b16m124g8tx-92k-p4]="--base-channels 16 --channel-mult 1,2,4 --enc-channel-mult 1,2,4 --upsample transpose --norm-groups 8 --examples 92000 --phase1-frac 0.4")
+                [b16m124g4tx]="$B16 --norm-groups 4"
+                [b16m124g4tx-p1]="$B16 --norm-groups 4 --phase1-frac 0.125"
+                [b16m124g4tx-p4]="$B16 --norm-groups 4 --phase1-frac 0.4"
+                [b16m124g4tx-92k]="$B16 --norm-groups 4 --examples 92000"
+                [b16m124g8tx-92k]="$B16 --norm-groups 8 --examples 92000"
+                [b16m124g16tx-92k]="$B16 --norm-groups 16 --examples 92000"
+                [b16m124g8tx-92k-p4]="$B16 --norm-groups 8 --examples 92000 --phase1-frac 0.4")
 RUNS=("$@")
 [ ${#RUNS[@]} -eq 0 ] && RUNS=(base48 tx112-64k tx112 b28tx b16m144tx tx-50k b28tx-s1 g4tx-48k g4tx b16m124g4tx b16m124g4tx-p1 b16m124g4tx-p4 b16m124g4tx-92k b16m124g8tx-92k b16m124g16tx-92k b16m124g8tx-92k-p4)
 for r in "${RUNS[@]}"; do
