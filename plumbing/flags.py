@@ -13,7 +13,10 @@ from unet import UNetConfig
 
 # 'paper': DDPM's CIFAR-10 UNet (Ho et al. 2020) as DiffAE's decoder, its down path as the encoder,
 # z 512, Adam 1e-4, EMA 0.9999 (DiffAE), 32M examples (Khungurn et al.). Batch 128 is our reading.
-# 'cpu': a small network that learns as much as it can in ~15 minutes on 2 CPU cores (README, Speed).
+# 'cpu': a small network that learns as much as it can in ~10 minutes on 2 CPU cores in fp32 (README): 16 / 32 / 64
+#   channels, 8 GroupNorm groups, a 2x2 transposed up-convolution, 92,000 examples (results/speed/README.md).
+# 'cpu-v1': the cpu preset up to b041db5 (32 / 64 / 64 channels, 32 groups, nearest x2 + 3x3 conv, 80,000
+#   examples; 2.25x the fp32 time per example): models/small.pt and the CPU-scale results up to then used it.
 # 'celeba64', 'lsun128', 'imagenet128': the paper's other data sets at DiffAE's networks for them (its
 #   templates: 64 px as celeba64d2c_autoenc, 128 px as bedroom128_autoenc; batch 32 per GPU x 4 GPUs,
 #   Adam 1e-4, EMA 0.9999; ImageNet has no DiffAE config: the 128-px one is our reading).
@@ -22,10 +25,10 @@ PRESETS = {
                   enc_channel_mult="1,2,2,2", enc_num_res_blocks=2, enc_pool="mean", upsample="conv", z_dim=512,
                   z_map_channels=0, batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
                   image_size=32, examples=32_000_000, log_every=100, sample_every=1_000_000, ckpt_every=1_000_000),
-    "cpu": dict(base_channels=32, channel_mult="1,2,2", num_res_blocks=1, attn="", dropout=0.0, norm_groups=32,
-                enc_channel_mult="1,2,2", enc_num_res_blocks=1, enc_pool="flatten", upsample="conv", z_dim=512,
+    "cpu": dict(base_channels=16, channel_mult="1,2,4", num_res_blocks=1, attn="", dropout=0.0, norm_groups=8,
+                enc_channel_mult="1,2,4", enc_num_res_blocks=1, enc_pool="flatten", upsample="transpose", z_dim=512,
                 z_map_channels=16, batch_size=32, lr=1e-3, warmup=5_000, lr_decay="cosine", ema_decay=0.995,
-                image_size=32, examples=80_000, log_every=10, sample_every=16_000, ckpt_every=8_000),
+                image_size=32, examples=92_000, log_every=10, sample_every=16_000, ckpt_every=8_000),
     "celeba64": dict(base_channels=64, channel_mult="1,2,4,8", num_res_blocks=2, attn="16", dropout=0.1, norm_groups=32,
                      enc_channel_mult="1,2,4,8,8", enc_num_res_blocks=2, enc_pool="mean", upsample="conv", z_dim=512,
                      z_map_channels=0, batch_size=128, lr=1e-4, warmup=0, lr_decay="constant", ema_decay=0.9999,
@@ -36,13 +39,15 @@ PRESETS = {
                     image_size=128, examples=120_000_000, log_every=100, sample_every=2_000_000, ckpt_every=2_000_000),
 }
 PRESETS["imagenet128"] = dict(PRESETS["lsun128"])
+PRESETS["cpu-v1"] = dict(PRESETS["cpu"], base_channels=32, channel_mult="1,2,2", enc_channel_mult="1,2,2",
+                         norm_groups=32, upsample="conv", examples=80_000)
 # Recipes: how each paper trains its decoder (the network's size comes from --preset). Typed flags
 # override a recipe; a recipe overrides the preset where both set a flag (z_map_channels).
 # 'paper': Khungurn et al. 2025. 'diffae': Preechakul et al. 2022 (linear beta, eps, one phase).
 # 'epsvae': Zhao et al. 2024: rf, logit-normal t, spatial latent, gamma 0.6, LPIPS 0.5, adversarial 0.5.
 # 'dgae': rf with x0_hat = x_t - t v, a spatial KL latent (beta 1e-6 as SD-VAE; DGAE states none),
 #   LPIPS (eta not stated: 0.5 as epsilon-VAE); one phase, as DGAE trains.
-# 'small': ours, the best found for 32-px images on the cpu preset's budget (README, "Towards 24 dB"): the
+# 'small': ours, the best found for 32-px images on the cpu-v1 preset's budget (README, "Towards 24 dB"): the
 #   paper's two phases and v-prediction with an 8 x 8 x 8 spatial latent (512 numbers, as the paper's vector z)
 #   and the plain cosine schedule (SC-1).
 RECIPES = {

@@ -89,8 +89,10 @@ def test_the_copys_own_suite_collects(stub_copy):
 
 
 def test_stretch_goal_names_the_committed_figure():
-    record = json.load(open(os.path.join(ROOT, "results", "shipped", "small-fp32.json")))
-    assert record["train_precision"] == "fp32" and record["steps"] == 10
+    records = json.load(open(os.path.join(ROOT, "results", "speed", "b16m124g8tx-92k-p4.json")))
+    record = next(r for r in records if r["steps"] == 10)
+    assert record["train_precision"] == "fp32" and record["examples"] == 92_000 and record["phase1_frac"] == 0.4
+    assert "--preset cpu --recipe small --phase1-frac 0.4 --precision fp32" in ma.student_page(list(ma.EXERCISES))
     assert round(record["psnr_diffae"], 2) == ma.STRETCH_DB
 
 

@@ -88,3 +88,22 @@ def test_a_documented_command_names_a_script_and_flags_that_exist(doc, argv):
         assert re.search(rf"(^|\s){re.escape(a.split('=')[0])}\b", text), f"{doc}: {module} has no flag {a}"
     if module == "train":
         flags.parse_args([a for a in args if "$" not in a])  # raises ValueError on a bad combination
+
+
+def test_readmes_cpu_run_is_the_run_its_numbers_come_from():
+    """README quotes results/speed/b16m124g8tx-92k-p4.json for its CPU command: that run's flags (run2.sh,
+    on top of the cpu-v1 preset) must be what README's command trains, apart from where and how fast."""
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    section = readme.split("## A run that finishes on a laptop CPU")[1].split("\n## ")[0]
+    train = next(script_of(a)[1] for a in commands(None, section) if script_of(a)[0] == "train")
+    script = open(os.path.join(ROOT, "results", "speed", "run2.sh")).read()
+    run_flags = re.search(r"\[b16m124g8tx-92k-p4\]=\"([^\"]*)\"", script).group(1)
+    run_flags = run_flags.replace("$B16", re.search(r'^B16="([^"]*)"', script, re.M).group(1))
+    assert "$" not in run_flags
+    measured = flags.plain_args(flags.parse_args(["--preset", "cpu-v1", "--recipe", "small", "--data", "d",
+                                                 *shlex.split(run_flags)]))
+    readme_run = flags.plain_args(flags.parse_args([*train, "--data", "d"]))
+    for k in flags.RUN_FLAGS | {"data", "preset"}:
+        measured.pop(k, None), readme_run.pop(k, None)
+    assert readme_run == measured
+    assert (readme_run["base_channels"], readme_run["norm_groups"], readme_run["phase1_frac"]) == (16, 8, 0.4)

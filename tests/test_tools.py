@@ -218,7 +218,7 @@ def test_a_point_shared_by_two_sweeps_is_trained_once(image_folder, tmp_path, mo
     # shift sc4 and zdim z512 are the phase1 sweep's frac-0.25: the same training flags
     assert experiments.SWEEPS["shift"]["sc4"][0] == experiments.SWEEPS["phase1"]["frac-0.25"][0]
     z512 = experiments.SWEEPS["zdim"]["z512"][0]
-    assert z512[z512.index("--z-dim") + 1] == str(experiments.PRESETS["cpu"]["z_dim"])
+    assert z512[z512.index("--z-dim") + 1] == str(experiments.PRESETS["cpu-v1"]["z_dim"])
     assert z512[:z512.index("--z-dim")] == experiments.SWEEPS["phase1"]["frac-0.25"][0]
     calls = []
     monkeypatch.setattr(experiments, "run", fake_steps(calls))

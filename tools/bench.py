@@ -3,7 +3,8 @@ and in bf16 autocast side by side, and this machine's matrix-product rate in eac
 same run, so that utilisation = FLOPs per image x images/s / matmul rate is a ratio that means
 something. The JSON records the CPU model and whether it computes bf16 natively.
 
-    python -m tools.bench --preset cpu --json results/bench-cpu.json
+    python -m tools.bench --preset cpu --recipe small          # README's CPU run's network
+    python -m tools.bench --preset cpu-v1 --json results/bench-cpu.json   # the committed one (cpu-v1 was cpu then)
     python -m tools.bench --table results/bench-*.json      # the README's table
 """
 import argparse

@@ -4,22 +4,22 @@
 --suite recipes:  the decoders of the papers this repo teaches (DiffAE, Khungurn et al., epsilon-VAE,
                   DGAE, and the paper's recipe with a spatial latent, without and with Diffusability's
                   scale-equivariance term), decoded in 1, 3 and 50 steps.
-The paper's open questions, as sweeps of its two-phase recipe (half the cpu preset's examples each,
+The paper's open questions, as sweeps of its two-phase recipe (half the cpu-v1 preset's examples each,
 500 / 100 held-out images, unless flags say otherwise):
 --suite phase1:   the share of examples in phase 1: 0, 0.1, 0.25, 0.5, 0.75, 0.9, 1
 --suite shift:    the shift S of SC-S: 1 (cosine), 2, 4, 8, 16
 --suite zdim:     the latent's size: 32, 128, 512, 2048
 --suite switch:   what happens at the phase switch: Adam's moments reset, the learning rate re-warmed,
                   both, and 10% of every phase-1 batch at a phase-2 t
---suite spatial:  the two-phase recipe with a spatial latent (the cpu preset's full budget): 4 or 8 latent
+--suite spatial:  the two-phase recipe with a spatial latent (the cpu-v1 preset's full budget): 4 or 8 latent
                   channels, SC-1 / SC-4 / rectified flow, decoded in 1, 2, 3, 5, 10 and 50 steps, and the
                   same network trained as phase 1 only (decoded in one step)
 --suite decoding: DDIM steps 1-100 on uniform and reversed-log grids, of one model: the phase1 sweep's
                   two-phase frac-0.25 (its run folder runs/phase1/frac-0.25 is used, or trained)
-Every variant is trained with the same preset and budget of examples and evaluated the same way on
-held-out images. Results go to results/<suite>/<variant>.json (with the training log beside it); a
-variant whose result exists is skipped, and said so: --force re-runs it, and --results DIR writes
-elsewhere. An interrupted training resumes from its checkpoint. A point that is the same training as
+Every variant is trained with the same preset (default cpu-v1, which every committed result used) and
+budget of examples and evaluated the same way on held-out images. Results go to
+results/<suite>/<variant>.json (with the training log beside it); a variant whose result exists is
+skipped, and said so: --force re-runs it, and --results DIR writes elsewhere. An interrupted training resumes from its checkpoint. A point that is the same training as
 another sweep's (shift sc4 and zdim z512 are phase1 frac-0.25) copies that result when it exists.
 
     python -m tools.experiments --data ../shared/data/cifar10-jpeg/train
@@ -115,7 +115,7 @@ def table(results, suite="ablation"):
     """The README's markdown table, from the committed JSON."""
     if suite != "ablation":
         return steps_table(results, SUITES[suite])
-    lines = ["| variant | flags (each with `--preset cpu`: a flattening encoder head, lr 1e-3 with cosine decay, EMA "
+    lines = ["| variant | flags (each with `--preset cpu-v1`: a flattening encoder head, lr 1e-3 with cosine decay, EMA "
              "0.995 with its warm-up, and a vector z also fed as a 16-channel map concatenated to x_t, on top of AdaGN) "
              "| stochastic PSNR / SSIM, DiffAE's convention [ours] (/ sharpness) (fd_classifier) "
              "| inversion, the same | train time | paper (PSNR / SSIM; DiffAE's convention) |",
@@ -250,7 +250,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
     p.add_argument("--suite", default="ablation", choices=list(SUITES), help="which experiment")
     p.add_argument("--data", help="image folder (its held-out part is used for evaluation); needed unless --table")
-    p.add_argument("--preset", default="cpu", choices=list(PRESETS), help="train.py preset for every variant")
+    p.add_argument("--preset", default="cpu-v1", choices=list(PRESETS),
+                   help="train.py preset for every variant (cpu-v1: the one the committed results used)")
     p.add_argument("--examples", type=positive, default=None, help="training examples per variant (default: the preset's)")
     p.add_argument("--runs", help="where the run folders go (default: runs/<suite>)")
     p.add_argument("--results", help="where the eval JSON goes (default: results/<suite>)")

@@ -3,6 +3,7 @@
     python -m tools.same_numbers --repo . --json results/refactor/after.json
     git worktree add /tmp/before 48ef550 && python tools/same_numbers.py --repo /tmp/before --json before.json
     python -m tools.same_numbers --compare results/refactor/before.json results/refactor/after.json
+    python -m tools.same_numbers --repo . --preset cpu-v1 --json after.json   # a preset renamed since BEFORE
 
 Each run trains train.py of the checkout --repo (as a user would, in a subprocess, one thread) on a small
 synthetic image folder, then records every logged loss exactly (the float's repr) and a SHA-256 of the
@@ -25,7 +26,7 @@ from PIL import Image
 from plumbing.checkpoint import weights_digest
 from plumbing.cli import check_output, write_all
 
-BASE = ["--preset", "cpu", "--image-size", "16", "--base-channels", "16", "--channel-mult", "1,2",
+BASE = ["--image-size", "16", "--base-channels", "16", "--channel-mult", "1,2",
         "--enc-channel-mult", "1,2", "--num-res-blocks", "1", "--enc-num-res-blocks", "1", "--z-dim", "32",
         "--batch-size", "8", "--warmup", "0", "--holdout", "8", "--device", "cpu", "--examples", "64",
         "--log-every", "1", "--ckpt-every", "32", "--sample-every", "32", "--precision", "fp32"]
@@ -66,9 +67,9 @@ def image_folder(root: str) -> str:
     return root
 
 
-def fingerprint(repo: str, name: str, flags: list, data: str, out: str) -> dict:
+def fingerprint(repo: str, name: str, flags: list, data: str, out: str, preset: str = "cpu") -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": repo}
-    cmd = [sys.executable, "train.py", *BASE, *flags, "--data", data, "--out", out]
+    cmd = [sys.executable, "train.py", "--preset", preset, *BASE, *flags, "--data", data, "--out", out]
     if name.startswith("torchrun"):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *cmd[1:]]
     if name == "epsvae-lpips-random":
@@ -91,6 +92,8 @@ def main(argv=None):
     p.add_argument("--repo", default=".", help="the checkout whose train.py runs")
     p.add_argument("--json", help="write the fingerprints here")
     p.add_argument("--only", nargs="+", choices=list(RUNS), help="these runs only")
+    p.add_argument("--preset", default="cpu", help="the preset every run starts from (a renamed preset: its "
+                   "old name on the checkout before, e.g. cpu there and cpu-v1 after)")
     p.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two fingerprint files instead")
     args = p.parse_args(argv)
     if args.compare:
@@ -113,11 +116,11 @@ def main(argv=None):
         check_output(args.json, "--json")  # before minutes of training, not after
     except ValueError as e:
         sys.exit(f"error: {e}")
-    result = {"cpu": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__}
+    result = {"cpu": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__, "preset": args.preset}
     with tempfile.TemporaryDirectory() as tmp:
         data = image_folder(os.path.join(tmp, "images"))
         for name in args.only or [n for n in RUNS if n != "epsvae-lpips-random" or importlib.util.find_spec("lpips")]:
-            result[name] = fingerprint(repo, name, RUNS[name], data, os.path.join(tmp, name))
+            result[name] = fingerprint(repo, name, RUNS[name], data, os.path.join(tmp, name), args.preset)
             print(f"{name:18s} final loss {result[name]['losses'][-1]}  ema {result[name]['ema'][:12]}", flush=True)
     if args.json:
         write_all({args.json: lambda f: f.write(json.dumps(result, indent=1).encode())})

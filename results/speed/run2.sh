@@ -37,8 +37,9 @@ for r in "${RUNS[@]}"; do
     out=$ROOT/runs/speed2/$r
     [ -f results/speed/$r.json ] && { echo "$r: done (results/speed/$r.json)"; continue; }
     code=$ROOT; [ "$r" = base48 ] && code=/tmp/base48   # the baseline trains with the code of 48ef550
+    preset=cpu-v1; [ "$r" = base48 ] && preset=cpu   # cpu-v1 is 48ef550's cpu preset: every run's flags are on top of it
     resume=(); [ -f "$out/ckpt.pt" ] && resume=(--resume)
-    (cd "$code" && $PY train.py --preset cpu --recipe small --precision fp32 --data "$DATA" --out "$out" \
+    (cd "$code" && $PY train.py --preset $preset --recipe small --precision fp32 --data "$DATA" --out "$out" \
         ${FLAGS[$r]} "${resume[@]}")
     $PY eval.py --ckpt "$out/ckpt.pt" --data "$DATA" --n 1000 --steps 1,2,5,10 --json "results/speed/$r.json.tmp"
     cp "$out/log.jsonl" "results/speed/$r.log.jsonl"

@@ -1,8 +1,9 @@
-"""Where README's CPU run's training step spends its time: FLOPs per example, and torch.profiler's
-self time of 5 eager steps (batch 32) split into convolution forward, convolution backward and the rest,
-and by the resolution of each op's first input.
+"""Where a CPU run's training step spends its time: FLOPs per example, and torch.profiler's self time
+of 5 eager steps (batch 32) split into convolution forward, convolution backward and the rest, and by
+the resolution of each op's first input.
 
-    python results/speed/step_profile.py                          # README's CPU run's network
+    python results/speed/step_profile.py                          # --preset cpu-v1 --recipe small (the profiles here)
+    python results/speed/step_profile.py --preset cpu             # README's CPU run's network now
     python results/speed/step_profile.py --base-channels 24       # any train.py flags change it
 """
 import os
@@ -18,7 +19,7 @@ from plumbing.flags import model_config, parse_args  # noqa: E402
 
 
 def main(argv):
-    args = parse_args(["--preset", "cpu", "--recipe", "small", "--data", "unused", *argv])
+    args = parse_args(["--preset", "cpu-v1", "--recipe", "small", "--data", "unused", *argv])
     torch.manual_seed(0)
     model = DiffusionAutoencoder(model_config(args))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)
