@@ -42,7 +42,7 @@ def test_resume_takes_every_untyped_flag_from_the_checkpoint():
     args = train_flags.merge_resume_args(train_flags.parse_args(["--out", "runs/x", "--resume"]), saved)
     # the paper preset's intervals (this invocation's defaults) must not replace the cpu run's
     assert (args.log_every, args.ckpt_every, args.sample_every) == (10, 8_000, 16_000)
-    assert args.device == "cpu" and args.preset == "cpu" and args.examples == 80_000
+    assert args.device == "cpu" and args.preset == "cpu" and args.examples == 92_000
     typed = train_flags.merge_resume_args(train_flags.parse_args(["--out", "runs/x", "--resume", "--log-every", "3"]), saved)
     assert typed.log_every == 3 and typed.ckpt_every == 8_000
 
@@ -200,4 +200,4 @@ def test_bad_flags_name_the_flag(flags, message, one_image, image_folder, tmp_pa
 def test_help_shows_preset_values_not_none():
     text = train_flags.build_parser().format_help()
     assert "(default: None)" not in text and "(default: False)" not in text
-    assert "paper: 32000000; cpu: 80000" in text and "paper: 100; cpu: 10" in text
+    assert "paper: 32000000; cpu: 92000" in text and "paper: 100; cpu: 10" in text
