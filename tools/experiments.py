@@ -19,8 +19,9 @@ The paper's open questions, as sweeps of its two-phase recipe (half the cpu-v1 p
 Every variant is trained with the same preset (default cpu-v1, which every committed result used) and
 budget of examples and evaluated the same way on held-out images. Results go to
 results/<suite>/<variant>.json (with the training log beside it); a variant whose result exists is
-skipped, and said so: --force re-runs it, and --results DIR writes elsewhere. An interrupted training resumes from its checkpoint. A point that is the same training as
-another sweep's (shift sc4 and zdim z512 are phase1 frac-0.25) copies that result when it exists.
+skipped, and said so: --force re-runs it, and --results DIR writes elsewhere. An interrupted training
+resumes from its checkpoint. A point that is the same training as another sweep's (shift sc4 and zdim
+z512 are phase1 frac-0.25) copies that result when it exists.
 
     python -m tools.experiments --data ../shared/data/cifar10-jpeg/train
     python -m tools.experiments --suite recipes --data ../shared/data/cifar10-jpeg/train
